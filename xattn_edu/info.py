@@ -28,11 +28,11 @@ def describe() -> str:
     """The multi-line report printed by ``xattn info``."""
     from xattn_edu.device import describe_device
 
-    lines = [f"python       {platform.python_version()} ({platform.machine()})"]
-    lines += [f"{name:<12} {version}" for name, version in package_versions().items()]
+    lines = [f"python         {platform.python_version()} ({platform.machine()})"]
+    lines += [f"{name:<14} {version}" for name, version in package_versions().items()]
     lines += [
-        f"device       {describe_device()}",
-        f"cache        {cache_root()}",
-        f"data         {data_dir()}",
+        f"device         {describe_device()}",
+        f"cache          {cache_root()}",
+        f"data           {data_dir()}",
     ]
     return "\n".join(lines)
