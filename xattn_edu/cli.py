@@ -22,6 +22,88 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _skip_iri_grammars() -> None:
+    """Keep jsonschema from importing ``rfc3987_syntax`` (if installed) in this process.
+
+    jsonschema imports it to check IRI string formats, which notebooks never use, and it compiles
+    38 grammars at import: about 3 s of the ~8 s CPU that ``xattn grade`` takes. nbformat, which
+    validates every notebook with jsonschema, works the same without it.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)  # None in sys.modules makes the import fail fast
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    _skip_iri_grammars()
+    from pathlib import Path
+
+    from xattn_edu.build import build
+
+    out = Path(args.out) if args.out else None
+    source = Path(args.nbgrader_source) if args.nbgrader_source else None
+    solutions = Path(args.solutions) if args.solutions else None
+    for path in build(args.chapters, out, solutions=solutions, nbgrader_source=source):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    _skip_iri_grammars()
+    import json
+    from pathlib import Path
+
+    from xattn_edu.grading.selfgrade import grade_notebook
+
+    solutions = Path(args.solutions) if args.solutions else None
+    report = grade_notebook(args.notebook, html=args.html, timeout=args.timeout, solutions=solutions)
+    print(json.dumps(report.to_dict()) if args.json else report.table())
+    if args.html and not args.json:
+        print(f"feedback written to {args.html}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from xattn_edu.evaluate import evaluate
+
+    report, _ = evaluate(args.dir, split=args.split, beam_size=args.beam, device=args.device,
+                         batch_size=args.batch_size, data_dir=args.data_dir)  # fmt: skip
+    print(json.dumps(report.to_dict()) if args.json else report.table())
+    return 0
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from xattn_edu.checkpoint import load_model
+    from xattn_edu.evaluate import resolve_device, translate_texts
+
+    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    loaded = load_model(args.dir, resolve_device(args.device))
+    for line in translate_texts(loaded, sentences, beam_size=args.beam):
+        print(line)
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    if args.dataset == "multi30k":
+        from xattn_edu.data import multi30k
+
+        print(multi30k.download(cache_dir=args.cache_dir))
+        return 0
+    from xattn_edu.data.synthetic import generate, show_pair
+
+    print("\n\n".join(show_pair(pair) for pair in generate(args.n, seed=args.seed)))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from xattn_edu.train import config_from_args, train
+
+    cfg, text_files = config_from_args(args)
+    train(cfg, args.out, device=args.device, data_dir=args.data_dir, text_files=text_files, resume=args.resume,
+          progress=False if args.no_progress else None)  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -32,6 +114,65 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="versions, compute device, cache and data locations")
     info.set_defaults(func=_cmd_info)
+
+    build = sub.add_parser("build", help="generate the student notebooks in course/ from solutions/")
+    build.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter names, e.g. 01_library_lookup")
+    build.add_argument("--out", metavar="DIR", help="write the release here instead of course/")
+    build.add_argument(
+        "--nbgrader-source",
+        metavar="DIR",
+        help="also write the master notebooks (solutions + hidden tests) for nbgrader into DIR/NN_slug/",
+    )
+    build.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
+    build.set_defaults(func=_cmd_build)
+
+    grade = sub.add_parser("grade", help="grade your notebook offline, hidden tests included")
+    grade.add_argument("notebook", metavar="NOTEBOOK", help="your copy of a course notebook (.ipynb)")
+    grade.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    grade.add_argument("--html", metavar="OUT", help="also write feedback HTML (no hidden test code) to OUT")
+    grade.add_argument("--timeout", type=int, metavar="S", help="seconds a cell may run (nbgrader_config.py)")
+    grade.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
+    grade.set_defaults(func=_cmd_grade)
+
+    evaluate = sub.add_parser("evaluate", help="score a trained checkpoint on a split: BLEU, exact match, AER")
+    evaluate.add_argument("dir", metavar="DIR", help="training output directory (holds checkpoint.pt)")
+    evaluate.add_argument("--split", default="test", help="train, val or test (default: test)")
+    evaluate.add_argument("--beam", type=int, default=1, metavar="K", help="beam size (default 1: greedy)")
+    evaluate.add_argument("--batch-size", type=int, default=128, metavar="N", help="sentences decoded together")
+    evaluate.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    evaluate.add_argument("--data-dir", metavar="DIR", help="where the Multi30k files are, for Multi30k checkpoints")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    translate = sub.add_parser("translate", help="translate sentences with a trained checkpoint")
+    translate.add_argument("dir", metavar="DIR", help="training output directory (holds checkpoint.pt)")
+    translate.add_argument("sentences", nargs="*", metavar="SENTENCE", help="source sentences (default: stdin lines)")
+    translate.add_argument("--beam", type=int, default=1, metavar="K", help="beam size (default 1: greedy)")
+    translate.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    translate.set_defaults(func=_cmd_translate)
+
+    data = sub.add_parser("data", help="download Multi30k, or show synthetic sentence pairs with alignments")
+    data.add_argument("dataset", choices=["multi30k", "synthetic"], help="which corpus")
+    data.add_argument("--cache-dir", metavar="DIR", help="multi30k: download here (default: the xattn data dir)")
+    data.add_argument("-n", type=int, default=3, metavar="N", help="synthetic: how many pairs to show")
+    data.add_argument("--seed", type=int, default=0, help="synthetic: random seed")
+    data.set_defaults(func=_cmd_data)
+
+    train = sub.add_parser("train", help="train a translator (preset tiny: CPU, minutes; multi30k: GPU)")
+    train.add_argument("--preset", default="tiny", help="tiny (synthetic corpus, CPU) or multi30k (default: tiny)")
+    train.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory")
+    train.add_argument("--data-dir", metavar="DIR", help="Multi30k files already on disk (no download)")
+    train.add_argument("--train-src", metavar="FILE", help="your own training sources, one sentence per line")
+    train.add_argument("--train-tgt", metavar="FILE", help="their translations, line-aligned")
+    train.add_argument("--val-src", metavar="FILE", help="validation sources (default: hold out training pairs)")
+    train.add_argument("--val-tgt", metavar="FILE", help="validation translations")
+    train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
+    train.add_argument("--steps", type=int, metavar="N", help="optimizer steps in total (default: the preset's)")
+    train.add_argument("--seed", type=int, help="initial weights, dropout and batch order (default: 0)")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
+    train.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
 
     return parser
 
