@@ -61,6 +61,28 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grade_class(args: argparse.Namespace) -> int:
+    _skip_iri_grammars()
+    import json
+    import os
+    from pathlib import Path
+
+    from xattn_edu.grading.classgrade import Limits, grade_class
+
+    limits = Limits(
+        workers=args.workers or len(os.sched_getaffinity(0)),
+        cell_timeout=args.cell_timeout,
+        notebook_timeout=args.notebook_timeout,
+        memory_mb=args.memory_mb or None,
+        max_processes=args.max_processes or None,
+    )
+    solutions = Path(args.solutions) if args.solutions else None
+    report = grade_class(args.chapter, args.submissions, args.out, limits=limits, regrade=args.regrade,
+                         progress=not args.no_progress, solutions=solutions)  # fmt: skip
+    print(json.dumps(report.to_dict()) if args.json else report.table())
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
@@ -74,7 +96,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_translate(args: argparse.Namespace) -> int:
     from xattn_edu.checkpoint import load_model
-    from xattn_edu.evaluate import resolve_device, translate_texts
+    from xattn_edu.device import resolve_device
+    from xattn_edu.evaluate import translate_texts
 
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     loaded = load_model(args.dir, resolve_device(args.device))
@@ -133,6 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=int, metavar="S", help="seconds a cell may run (nbgrader_config.py)")
     grade.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
     grade.set_defaults(func=_cmd_grade)
+
+    grade_class = sub.add_parser("grade-class", help="grade every student's notebook of a chapter, in parallel")
+    grade_class.add_argument("chapter", metavar="CHAPTER", help="chapter name, e.g. 01_library_lookup")
+    grade_class.add_argument("submissions", metavar="SUBMISSIONS",
+                             help="folder with one sub-folder per student, or an LMS zip / folder of LMS files")
+    grade_class.add_argument("--out", metavar="DIR", help="results folder (default: ./graded/CHAPTER)")
+    grade_class.add_argument("--workers", type=int, metavar="N", help="notebooks graded at once (default: cores)")
+    grade_class.add_argument("--cell-timeout", type=int, metavar="S",
+                             help="seconds one cell may run (default: nbgrader_config.py, 120)")
+    grade_class.add_argument("--notebook-timeout", type=float, default=600, metavar="S",
+                             help="seconds one notebook may take in all (default: 600)")
+    grade_class.add_argument("--memory-mb", type=int, default=4096, metavar="M",
+                             help="address-space cap per grading process in MiB, 0 for none (default: 4096)")
+    grade_class.add_argument("--max-processes", type=int, default=128, metavar="P",
+                             help="processes and threads per worker, 0 for no cap (default: 128)")
+    grade_class.add_argument("--regrade", action="store_true", help="grade everyone again, even if unchanged")
+    grade_class.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    grade_class.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    grade_class.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
+    grade_class.set_defaults(func=_cmd_grade_class)
 
     evaluate = sub.add_parser("evaluate", help="score a trained checkpoint on a split: BLEU, exact match, AER")
     evaluate.add_argument("dir", metavar="DIR", help="training output directory (holds checkpoint.pt)")

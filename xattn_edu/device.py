@@ -14,6 +14,22 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """The device a user asked for ("cpu", "cuda", "cuda:1"...), default CUDA when present, else CPU.
+
+    Raises ``UserError`` for a name torch does not know or a GPU that is not there.
+    """
+    from xattn_edu.errors import UserError
+
+    try:
+        device = torch.device(name) if name is not None else default_device()
+    except (RuntimeError, TypeError) as err:
+        raise UserError(f"--device {name}: not a device name ({err})") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is visible to torch")
+    return device
+
+
 def describe_device(device: torch.device | None = None) -> str:
     """A human-readable name, e.g. ``'cuda (NVIDIA H100 80GB HBM3)'`` or ``'cpu (2 threads)'``."""
     device = device or default_device()

@@ -1,0 +1,73 @@
+"""Train a preset, then score it on its test split; print one JSON object.
+
+    python benchmarks/train.py                      # tiny preset on this machine's CPU
+    python benchmarks/train.py --preset multi30k --data-dir DIR --device cuda
+
+Reports the wall time of the whole ``train`` call (corpus, tokenizers, training, periodic
+validation, checkpoints), the training-loop time alone, target tokens per second, the
+first validation step whose greedy exact match reached the goal, and the test-split
+scores of :func:`xattn_edu.evaluate.evaluate`. The 1-minute load average before and after
+and the process's CPU seconds are recorded because on a shared machine other processes
+slow the run down (CPU seconds / threads approximates the wall time on an idle machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import tempfile
+import time
+
+import torch
+
+from xattn_edu.device import describe_device
+from xattn_edu.evaluate import evaluate
+from xattn_edu.train import get_preset, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--goal", type=float, default=95.0, help="validation exact match, percent")
+    args = parser.parse_args()
+
+    cfg = get_preset(args.preset)
+    if args.steps:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as out:
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = train(cfg, out, device=args.device, data_dir=args.data_dir, progress=False)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        report, _ = evaluate(out, split="test", device=args.device, data_dir=args.data_dir)
+    reached = next((v for v in result.validations if v.get("exact_match", 0) >= args.goal), {})
+    print(json.dumps({
+        "preset": args.preset,
+        "date": datetime.date.today().isoformat(),
+        "device": describe_device(torch.device(args.device) if args.device else None),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        "steps": result.step,
+        "train_call_seconds": wall,
+        "train_call_cpu_seconds": cpu,  # all threads of this process; less sensitive to other load
+        "train_loop_seconds": result.seconds,
+        "target_tokens_per_second": result.target_tokens_per_second,
+        "first_val_step_at_goal": reached.get("step"),
+        "train_loop_seconds_to_goal": reached.get("seconds"),
+        "validations": result.validations,
+        "test": report.to_dict(),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
