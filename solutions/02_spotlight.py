@@ -49,6 +49,7 @@ from xattn_edu import spotlight as reference
 from xattn_edu.experiments import entropy as entropy_experiment
 from xattn_edu.experiments import scaling as scaling_experiment
 from xattn_edu.grading import spotlight as grading
+from xattn_edu.grading.fallback import prefer_mine
 from xattn_edu.masks import padding_mask
 from xattn_edu.plots import attention_heatmap
 from xattn_edu.runtime import fast_mode
@@ -160,11 +161,11 @@ grading.check_entropy_zeros_hidden(attention_entropy)
 
 # %% [markdown]
 # Your function applied to the three spotlights of section 1, next to the largest possible value $\log 5$.
-# (Demo cells call your functions through `grading.prefer_mine`: while an exercise is still a stub, they
+# (Demo cells call your functions through `prefer_mine`: while an exercise is still a stub, they
 # fall back to the package's reference and say so, so the chapter runs either way.)
 
 # %%
-entropy = grading.prefer_mine(attention_entropy, reference.attention_entropy)
+entropy = prefer_mine(attention_entropy, reference.attention_entropy)
 for label, scores in score_sets.items():
     h = entropy(lookup.softmax(scores))
     print(f"{label}: H = {h:.3f} nats = {h / math.log(5):6.1%} of log 5 = {math.log(5):.3f}")
@@ -220,7 +221,7 @@ grading.check_scaled_scores_hidden(scaled_scores)
 # One wide query against five wide keys ($d = 1024$), raw and through your function:
 
 # %%
-scale = grading.prefer_mine(scaled_scores, reference.scaled_scores)
+scale = prefer_mine(scaled_scores, reference.scaled_scores)
 wide_query, wide_keys = rng.standard_normal(1024), rng.standard_normal((5, 1024))  # (d,), (n, d)
 print("raw q·k       :", wide_query @ wide_keys.T)
 print("scaled q·k/√d :", scale(wide_query, wide_keys))
@@ -368,7 +369,7 @@ grading.check_temperature_extremes_hidden(temperature_softmax)
 # Turn the dial on one set of scores with your function and watch the weights and their entropy:
 
 # %%
-dial = grading.prefer_mine(temperature_softmax, reference.temperature_softmax)
+dial = prefer_mine(temperature_softmax, reference.temperature_softmax)
 dial_scores = np.array([2.0, 1.0, 0.5, -1.0])
 for temperature in (0.05, 0.5, 1.0, 2.0, 20.0):
     w = dial(dial_scores, temperature)
@@ -583,7 +584,7 @@ def reference_attention(query, keys, values, mask=None):
     return attention.scaled_dot_product_attention(query, keys, values, mask, return_weights=True)
 
 
-attend = grading.prefer_mine(masked_attention, reference_attention)
+attend = prefer_mine(masked_attention, reference_attention)
 lengths = torch.tensor([5, 3])
 memory_mask = padding_mask(lengths, max_len=5)[:, 0]  # (B, 1, 1, Tk) -> (B, 1, Tk)
 batch_query = torch.randn(2, 3, 8)  # (B, Tq, D)

@@ -237,20 +237,6 @@ def test_calling_a_reference_fails_every_cell_of_the_exercise(fn, exercise, forb
         assert f"calls the reference implementation `{forbidden}`" in message
 
 
-def test_prefer_mine_falls_back_to_the_reference_while_the_exercise_is_a_stub(capsys):
-    def attention_entropy(weights):
-        raise NotImplementedError()
-
-    entropy = grading.prefer_mine(attention_entropy, spotlight.attention_entropy)
-    assert entropy(np.full(4, 0.25)) == pytest.approx(math.log(4))
-    entropy(np.full(2, 0.5))
-    assert capsys.readouterr().out.count("your `attention_entropy` is not written yet") == 1
-    mine = grading.prefer_mine(entropy_in_bits, spotlight.attention_entropy)
-    assert mine(np.full(4, 0.25)) == pytest.approx(2.0)  # the student's own (here: bits) is used once written
-    with pytest.raises(ZeroDivisionError):  # other errors are the student's to see
-        grading.prefer_mine(lambda w: 1 / 0, spotlight.attention_entropy)(np.ones(1))
-
-
 # ----------------------------------------------------------------------------- whole notebooks, autograded
 
 @pytest.mark.slow

@@ -69,10 +69,10 @@ class GrowingKV:
 
 @dataclass
 class LayerCache:
-    """The two caches of one decoder layer."""
+    """The two caches of one decoder layer; a ``None`` member means "recompute those keys/values each step"."""
 
-    self_attn: GrowingKV = field(default_factory=GrowingKV)
-    cross_attn: StaticKV = field(default_factory=StaticKV)
+    self_attn: GrowingKV | None = field(default_factory=GrowingKV)
+    cross_attn: StaticKV | None = field(default_factory=StaticKV)
 
 
 @dataclass

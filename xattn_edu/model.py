@@ -187,6 +187,10 @@ class Seq2Seq(nn.Module):
         x = embedding(ids) * math.sqrt(self.cfg.d_model) + self.positions(positions)
         return self.embed_dropout(x)
 
+    def embed_target(self, tgt: Tensor, offset: int = 0) -> Tensor:
+        """Decoder input vectors: tgt (B, Tt) ids at positions offset.. → (B, Tt, D)."""
+        return self._embed(tgt, self.tgt_embed, offset)
+
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """src (B, Ts) ids → (memory (B, Ts, D), memory_mask (B, 1, 1, Ts))."""
         memory_mask = pad_mask(src, self.cfg.pad_id)
@@ -221,7 +225,7 @@ class Seq2Seq(nn.Module):
             self_mask = decoder_self_mask(tgt, self.cfg.pad_id)  # (B, 1, Tt, Tt)
         else:
             self_mask = causal_mask(tgt.shape[1], offset + tgt.shape[1], device=tgt.device)
-        x = self._embed(tgt, self.tgt_embed, offset)
+        x = self.embed_target(tgt, offset)
         all_weights = []
         for i, layer in enumerate(self.decoder_layers):
             x, weights = layer(x, memory, self_mask, memory_mask, cache.layers[i] if cache else None, return_weights)

@@ -18,7 +18,6 @@ The exercises and the mistake each cell is built to catch (and nothing else):
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
@@ -38,13 +37,13 @@ from xattn_edu.grading.checks import (
     student_name,
     wrong_axis_mistakes,
 )
-from xattn_edu.grading.guard import _import_target
+from xattn_edu.grading.guard import import_target
 from xattn_edu.lookup import relevance_scores, softmax
 
 
 def _existing(*names: str) -> tuple[str, ...]:
     """The dotted names that can be imported here (``forbid_reference`` rejects the others)."""
-    return tuple(name for name in names if _import_target(name) is not None)
+    return tuple(name for name in names if import_target(name) is not None)
 
 
 # Library calls that would do an exercise in one line, forbidden on top of the guard's defaults
@@ -65,29 +64,6 @@ ZERO_HINT = ("np.log(0) is -inf and 0 * -inf is nan: count a zero weight as cont
              "(e.g. take the log only where w > 0 with np.where, or mask those terms out).")
 OVERFLOW_HINT = ("scores / T gets huge for a small temperature and np.exp overflows to inf (inf / inf = nan): "
                  "subtract the largest scaled score of each row before np.exp, as in Chapter 1.")
-
-
-def prefer_mine(mine: Callable, reference: Callable) -> Callable:
-    """The student's function, standing in the reference while it is still a stub.
-
-    Demo cells call the result: it runs ``mine``; while ``mine`` raises ``NotImplementedError``
-    (the exercise is not done yet) it runs ``reference`` instead and says so once, so the rest of
-    the chapter still runs for a student who skipped an exercise.
-    """
-    noted = False
-
-    @functools.wraps(mine)
-    def call(*args, **kwargs):
-        nonlocal noted
-        try:
-            return mine(*args, **kwargs)
-        except NotImplementedError:
-            if not noted:
-                print(f"(your `{mine.__name__}` is not written yet: using the package's reference instead)")
-                noted = True
-            return reference(*args, **kwargs)
-
-    return call
 
 
 def _rng(seed: int) -> np.random.Generator:
