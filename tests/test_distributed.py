@@ -72,7 +72,14 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     saved = checkpoint.load(out)["model"]  # written by rank 0 only
     assert all(torch.equal(saved[name], rank0[name]) for name in rank0)
     assert not list(out.glob(".checkpoint-*"))
-    # Adam divides by the gradient's running RMS, which magnifies summation-order noise in
-    # near-zero gradients; a tenth of one step's size (lr = 2e-3) is far below a real difference.
+    # Adam divides by the gradient's running RMS, so summation-order noise in a near-zero gradient
+    # can flip the sign of that coordinate's step: such a weight may differ by up to 2·lr per step.
+    # Every weight must stay within that bound, and nearly all must agree to 2e-4.
+    step_bound = 2 * cfg.lr * cfg.steps
+    close, total = 0, 0
     for name, tensor in single.model.state_dict().items():
-        torch.testing.assert_close(rank0[name], tensor, rtol=1e-3, atol=2e-4)
+        difference = (rank0[name] - tensor).abs()
+        assert difference.max() <= step_bound, f"{name} differs by {difference.max():.2e}"
+        close += int((difference <= 2e-4).sum())
+        total += difference.numel()
+    assert close / total >= 0.99
