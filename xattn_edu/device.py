@@ -49,10 +49,11 @@ def cpu_model() -> str:
 
 
 def hardware_info(device: torch.device | None = None) -> dict:
-    """What a benchmark record needs to say where it ran: device, CPU model and cores, torch version."""
+    """Where a benchmark ran: device, CPU model and cores, torch version, 1-minute load average."""
     return {
         "device": describe_device(device),
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch": torch.__version__,
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
