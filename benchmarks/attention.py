@@ -17,17 +17,12 @@ import time
 import torch
 
 from xattn_edu.attention import scaled_dot_product_attention
-from xattn_edu.device import default_device, hardware_info
+from xattn_edu.device import default_device, hardware_info, resolve_device, synchronize
 
 # (name, B, h, T, Dh)
 COURSE_SHAPES = [("course: B32 h4 T32 Dh32", 32, 4, 32, 32), ("course: B64 h8 T64 Dh64", 64, 8, 64, 64)]
 LONG_CPU = ("long: B1 h4 T2048 Dh64", 1, 4, 2048, 64)
 LONG_GPU = ("long: B16 h16 T2048 Dh64", 16, 16, 2048, 64)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def time_fwd_bwd(fused: bool, shape: tuple, device: torch.device, dtype: torch.dtype, repeats: int) -> float:
@@ -37,10 +32,10 @@ def time_fwd_bwd(fused: bool, shape: tuple, device: torch.device, dtype: torch.d
     mask = torch.ones(T, T, dtype=torch.bool, device=device).tril()
     times = []
     for i in range(repeats + 2):  # two warm-up runs
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         scaled_dot_product_attention(q, k, v, mask, fused=fused).sum().backward()
-        _sync(device)
+        synchronize(device)
         if i >= 2:
             times.append((time.perf_counter() - start) * 1e3)
         q.grad = k.grad = v.grad = None
@@ -48,11 +43,12 @@ def time_fwd_bwd(fused: bool, shape: tuple, device: torch.device, dtype: torch.d
 
 
 def main() -> None:
+    """Time both attention paths at each shape; print the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=str(default_device()))
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     shapes = COURSE_SHAPES + [LONG_GPU if device.type == "cuda" else LONG_CPU]
     results = []

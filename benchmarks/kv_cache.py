@@ -16,18 +16,19 @@ import json
 
 import torch
 
-from xattn_edu.device import default_device, hardware_info
+from xattn_edu.device import default_device, hardware_info, resolve_device
 from xattn_edu.experiments.kv_cache import LENGTHS, BenchConfig, measure_decoding
 
 
 def main() -> None:
+    """Time greedy decoding in every cache mode; print the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=str(default_device()))
     parser.add_argument("--repeats", type=int, default=BenchConfig.repeats)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while timing (0: torch's choice)")
     parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS), help="output lengths T")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     cfg = BenchConfig(repeats=args.repeats)
     report = measure_decoding(cfg, tuple(args.lengths), device, threads=args.threads or None)
     lengths = sorted({row.steps for row in report.rows})

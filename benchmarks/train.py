@@ -18,18 +18,18 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import tempfile
 import time
 
 import torch
 
-from xattn_edu.device import describe_device
+from xattn_edu.device import hardware_info, resolve_device
 from xattn_edu.evaluate import evaluate
 from xattn_edu.train import get_preset, train
 
 
 def main() -> None:
+    """Train the preset, evaluate it on the test split; print the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--device", default=None)
@@ -41,7 +41,7 @@ def main() -> None:
     cfg = get_preset(args.preset)
     if args.steps:
         cfg = dataclasses.replace(cfg, steps=args.steps)
-    load_before = os.getloadavg()[0]
+    hardware = hardware_info(resolve_device(args.device))  # includes the load average before the run
     with tempfile.TemporaryDirectory() as out:
         start, cpu_start = time.perf_counter(), time.process_time()
         result = train(cfg, out, device=args.device, data_dir=args.data_dir, progress=False)
@@ -51,12 +51,9 @@ def main() -> None:
     print(json.dumps({
         "preset": args.preset,
         "date": datetime.date.today().isoformat(),
-        "device": describe_device(torch.device(args.device) if args.device else None),
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
+        **hardware,
         "threads": torch.get_num_threads(),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg()[0],
+        "load_average_after": round(os.getloadavg()[0], 2),
         "steps": result.step,
         "train_call_seconds": wall,
         "train_call_cpu_seconds": cpu,  # all threads of this process; less sensitive to other load

@@ -31,17 +31,12 @@ from pathlib import Path
 import torch
 
 from xattn_edu.decode import translate_ids
-from xattn_edu.device import default_device, hardware_info
+from xattn_edu.device import default_device, hardware_info, resolve_device, synchronize
 from xattn_edu.model import Seq2Seq
 from xattn_edu.tokenize import BOS_ID, EOS_ID
 from xattn_edu.train import get_preset
 
 VOCAB = 8000  # the multi30k preset's joint sentencepiece vocabulary
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def random_sources(n: int, vocab: int, seed: int = 0) -> list[list[int]]:
@@ -57,10 +52,10 @@ def time_decoding(model: Seq2Seq, sources: list[list[int]], *, use_cache: bool, 
     device = next(model.parameters()).device
     wall, cpu, outputs = [], [], None
     for i in range(repeats + 1):
-        _sync(device)
+        synchronize(device)
         start, start_cpu = time.perf_counter(), time.process_time()
         results = translate_ids(model, sources, bos_id=BOS_ID, eos_id=EOS_ID, use_cache=use_cache, **options)
-        _sync(device)
+        synchronize(device)
         if i:
             wall.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
@@ -140,6 +135,7 @@ def evaluation_section(directory: Path, device: torch.device, beam: int, batch_s
 
 
 def main() -> None:
+    """Time decoding (and evaluate a checkpoint if given); print the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=str(default_device()))
     parser.add_argument("--sentences", type=int, help="sentences to decode (default: 1000 on GPU, 100 on CPU)")
@@ -150,7 +146,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="Multi30k files, for a checkpoint trained on Multi30k")
     parser.add_argument("--skip-decode", action="store_true", help="leave out the random-weights decode section")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     n_sentences = args.sentences or (1000 if device.type == "cuda" else 100)
     report: dict = {"benchmark": "translation: decoding speed, evaluation", **hardware_info(device),
                     "date": time.strftime("%Y-%m-%d", time.gmtime())}  # fmt: skip

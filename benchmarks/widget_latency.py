@@ -22,12 +22,13 @@ import argparse
 import datetime
 import importlib.util
 import json
-import os
 import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from xattn_edu.device import hardware_info
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,13 +42,6 @@ def _load_harness():
 
 
 harness = _load_harness()
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def _versions() -> dict[str, str]:
@@ -85,6 +79,7 @@ def _measure(context, server, notebook, repeats: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Time each chapter's widget in the browser; print the JSON report (exit status 2 on bad options)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=15, help="slider moves per widget (default 15)")
     parser.add_argument("--chapters", nargs="*", help="chapter stems (default: every solutions/NN_*.py)")
@@ -104,9 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "hardware": {"cpu": _cpu_model(), "cores": os.cpu_count(), "gpu_used": False},
-        # The machine may be shared: the 1-minute load average when the run started.
-        "load_avg_1m": round(os.getloadavg()[0], 2),
+        # device: the kernels' default; the machine may be shared, hence the 1-minute load average at the start.
+        "hardware": hardware_info(),
         "software": _versions(),
         "method": "first .xattn-slider of each notebook, timed in the page (performance.now()) from the input "
         "that set its final value (keydown; last pointermove of a drag) to the last change of the "

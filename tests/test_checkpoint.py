@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from xattn_edu import checkpoint
+from xattn_edu.corpus import encode_source
 from xattn_edu.errors import UserError
 from xattn_edu.tokenize import WordTokenizer
 from xattn_edu.train import get_preset, train
@@ -32,7 +33,7 @@ def test_load_model_rebuilds_the_trained_translator(trained):
     assert isinstance(loaded.src_tokenizer, WordTokenizer)
     for name, tensor in loaded.model.state_dict().items():
         assert torch.equal(tensor, state["model"][name]), name
-    ids = torch.tensor([loaded.src_tokenizer.encode("the man sees the dog .") + [loaded.src_tokenizer.eos_id]])
+    ids = torch.tensor([encode_source(loaded.src_tokenizer, "the man sees the dog .")])
     tgt = torch.tensor([[loaded.tgt_tokenizer.bos_id]])
     assert loaded.model(ids, tgt).shape == (1, 1, loaded.tgt_tokenizer.vocab_size)
 

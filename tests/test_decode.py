@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+from xattn_edu.batching import pad_batch
 from xattn_edu.decode import (
     beam_search,
     cross_attention,
@@ -39,10 +40,6 @@ def _copy_batch(generator: torch.Generator, n: int) -> tuple[list[list[int]], li
     return sources, targets
 
 
-def _pad(rows: list[list[int]]) -> torch.Tensor:
-    return torch.nn.utils.rnn.pad_sequence([torch.tensor(r) for r in rows], batch_first=True, padding_value=PAD)
-
-
 @pytest.fixture(scope="module")
 def trained_model():
     """A model trained for a few seconds to reverse its input: it stops by emitting EOS itself."""
@@ -52,8 +49,8 @@ def trained_model():
     generator = torch.Generator().manual_seed(0)
     for _ in range(60):
         sources, targets = _copy_batch(generator, 64)
-        tgt = _pad([[BOS, *t, EOS] for t in targets])
-        logits = model(_pad(sources), tgt[:, :-1])
+        tgt = pad_batch([[BOS, *t, EOS] for t in targets], PAD)
+        logits = model(pad_batch(sources, PAD), tgt[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt[:, 1:].flatten(), ignore_index=PAD)
         optimizer.zero_grad()
         loss.backward()
@@ -64,7 +61,7 @@ def trained_model():
 def _sources() -> torch.Tensor:
     """A padded batch of sources of different lengths (ending in EOS)."""
     sources, _ = _copy_batch(torch.Generator().manual_seed(5), 7)
-    return _pad(sources)
+    return pad_batch(sources, PAD)
 
 
 def _tokens(results) -> list[list[int]]:

@@ -130,18 +130,15 @@ def test_cli_translate_arguments_and_stdin(checkpoint_dir, capsys, monkeypatch):
         (["translate", "{ckpt}", "a dog .", "--device", "gpu7"], "not a device name"),
     ],
 )
-def test_cli_user_errors(checkpoint_dir, tmp_path, capsys, args, message):
+def test_cli_user_errors(checkpoint_dir, tmp_path, cli_user_error, args, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     paths = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "broken": tmp_path / "broken",
              "ckpt": checkpoint_dir}  # fmt: skip
-    assert main([a.format(**paths) for a in args]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"xattn {args[0]}: error: ") and message in err and "Traceback" not in err
+    assert message in cli_user_error(*[a.format(**paths) for a in args])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when no GPU is present")
-def test_cuda_without_a_gpu_is_a_user_error(checkpoint_dir, capsys):
-    assert main(["evaluate", str(checkpoint_dir), "--device", "cuda"]) == 2
-    assert "no CUDA GPU" in capsys.readouterr().err
+def test_cuda_without_a_gpu_is_a_user_error(checkpoint_dir, cli_user_error):
+    assert "no CUDA GPU" in cli_user_error("evaluate", str(checkpoint_dir), "--device", "cuda")

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 from torch.testing import assert_close
+from torch_reference import copy_attention_weights
 
 from xattn_edu.cache import GrowingKV, StaticKV
 from xattn_edu.heads import MultiHeadAttention
@@ -16,11 +17,7 @@ D, H = 16, 4
 def copy_into_torch_mha(ours: MultiHeadAttention) -> nn.MultiheadAttention:
     """An nn.MultiheadAttention computing the same function as ``ours``."""
     ref = nn.MultiheadAttention(D, H, batch_first=True)
-    with torch.no_grad():
-        ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
-        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
-        ref.out_proj.weight.copy_(ours.out_proj.weight)
-        ref.out_proj.bias.copy_(ours.out_proj.bias)
+    copy_attention_weights(ref, ours)
     return ref.eval()
 
 

@@ -132,7 +132,7 @@ def course(tmp_path_factory) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_the_release_nbgrader_makes_has_the_same_cells_as_course(course, tmp_path):
+def test_the_release_nbgrader_makes_has_the_same_cells_as_course(course):
     released = nbformat.read(course["root"] / "release" / NAME / f"{NAME}.ipynb", as_version=4)
     built = nbformat.read(course["root"].parent / "release_check" / NAME / f"{NAME}.ipynb", as_version=4)
     assert [c.source for c in released.cells] == [c.source for c in built.cells]

@@ -8,7 +8,6 @@ import torch
 from xattn_edu.metrics import (
     alignment_error_rate,
     attention_aer,
-    attention_entropy,
     attention_links,
     exact_match,
     sacre_bleu,
@@ -94,11 +93,3 @@ def test_attention_aer_checks_inputs():
         attention_aer([torch.ones(3, 3)], [[(0, 0)]])
     with pytest.raises(ValueError, match="gold"):
         attention_aer([torch.ones(1, 1, 2, 2)], [])
-
-
-def test_attention_entropy():
-    weights = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    entropy = attention_entropy(weights)
-    assert entropy.tolist() == pytest.approx([0.0, math.log(4), math.log(2), 0.0])
-    assert not torch.isnan(entropy).any()
-    assert attention_entropy(torch.ones(2, 3, 5, 7) / 7).shape == (2, 3, 5)

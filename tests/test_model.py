@@ -4,19 +4,13 @@ import pytest
 import torch
 from torch import nn
 from torch.testing import assert_close
+from torch_reference import copy_attention_weights
 
 from xattn_edu.masks import causal_mask, pad_mask
 from xattn_edu.model import DecoderLayer, EncoderLayer, Seq2Seq, Seq2SeqConfig
 
 CFG = Seq2SeqConfig(src_vocab=30, tgt_vocab=25, d_model=16, n_heads=4, d_ff=32, n_encoder_layers=2,
                     n_decoder_layers=2, dropout=0.0, max_len=20)
-
-
-def _copy_attention(dst: nn.MultiheadAttention, src) -> None:
-    dst.in_proj_weight.copy_(torch.cat([src.q_proj.weight, src.k_proj.weight, src.v_proj.weight]))
-    dst.in_proj_bias.copy_(torch.cat([src.q_proj.bias, src.k_proj.bias, src.v_proj.bias]))
-    dst.out_proj.weight.copy_(src.out_proj.weight)
-    dst.out_proj.bias.copy_(src.out_proj.bias)
 
 
 def _copy_ff_and_norms(dst, src, blocks) -> None:
@@ -33,7 +27,7 @@ def test_encoder_layer_matches_torch(pre_norm):
     cfg = Seq2SeqConfig(**{**CFG.to_dict(), "pre_norm": pre_norm})
     ours = EncoderLayer(cfg).eval()
     ref = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=pre_norm).eval()
-    _copy_attention(ref.self_attn, ours.self_attn)
+    copy_attention_weights(ref.self_attn, ours.self_attn)
     _copy_ff_and_norms(ref, ours, [ours.attn_block, ours.ff_block])
     x = torch.randn(2, 6, 16)
     ids = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 0, 0, 0]])
@@ -47,8 +41,8 @@ def test_decoder_layer_matches_torch():
     torch.manual_seed(0)
     ours = DecoderLayer(CFG).eval()
     ref = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True, norm_first=True).eval()
-    _copy_attention(ref.self_attn, ours.self_attn)
-    _copy_attention(ref.multihead_attn, ours.cross_attn)
+    copy_attention_weights(ref.self_attn, ours.self_attn)
+    copy_attention_weights(ref.multihead_attn, ours.cross_attn)
     _copy_ff_and_norms(ref, ours, [ours.self_block, ours.cross_block, ours.ff_block])
     x, memory = torch.randn(2, 4, 16), torch.randn(2, 5, 16)
     src = torch.tensor([[1, 2, 3, 4, 5], [1, 2, 0, 0, 0]])

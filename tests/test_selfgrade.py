@@ -130,11 +130,9 @@ def test_rejects_missing_corrupt_foreign_and_mislabelled_notebooks(tmp_path):
     rejects(write_notebook(solution, tmp_path / "renamed.ipynb"), "metadata says chapter 01_fixture_two")
 
 
-def test_cli_prints_one_line_and_exits_2_on_user_error(tmp_path, capsys):
+def test_cli_prints_one_line_and_exits_2_on_user_error(tmp_path, cli_user_error):
     (tmp_path / "corrupt.ipynb").write_text("not json at all")
-    assert main(["grade", str(tmp_path / "corrupt.ipynb"), "--solutions", str(FIXTURE_SOLUTIONS)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("xattn grade: error:") and err.count("\n") == 1
+    cli_user_error("grade", str(tmp_path / "corrupt.ipynb"), "--solutions", str(FIXTURE_SOLUTIONS))
 
 
 def test_a_dead_kernel_is_a_user_error(tmp_path):

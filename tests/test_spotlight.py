@@ -38,6 +38,13 @@ def test_entropy_of_torch_weights_is_a_tensor_equal_to_the_numpy_result():
     assert torch.isfinite(got).all()
 
 
+def test_entropy_of_attention_tensors_over_the_last_dimension():
+    weights = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    entropy = attention_entropy(weights)
+    assert entropy.tolist() == pytest.approx([0.0, math.log(4), math.log(2), 0.0])
+    assert not torch.isnan(entropy).any()
+    assert attention_entropy(torch.ones(2, 3, 5, 7) / 7).shape == (2, 3, 5)
+
 def test_entropy_axis_argument():
     weights = lookup.softmax(np.random.default_rng(1).standard_normal((3, 4)), axis=0)  # columns are distributions
     np.testing.assert_allclose(attention_entropy(weights, axis=0), attention_entropy(weights.T))

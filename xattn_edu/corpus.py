@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xattn_edu.data import multi30k, synthetic
-from xattn_edu.data.parallel_text import read_parallel
+from xattn_edu.data.parallel_text import read_pairs
 from xattn_edu.errors import UserError
 from xattn_edu.tokenize import SentencePieceTokenizer, Tokenizer, WordTokenizer
 
@@ -39,12 +39,12 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class TextFiles:
-    """Plain parallel files (UTF-8, one sentence per line, plain or gzip)."""
+    """Plain parallel text (UTF-8, plain or gzip): two line-aligned files, or one ``source<TAB>target`` file."""
 
-    train_src: Path  # training source sentences
-    train_tgt: Path  # training target sentences, line-aligned with train_src
-    val_src: Path | None = None  # validation source; None: hold out part of the training pairs
-    val_tgt: Path | None = None  # validation target
+    train_src: Path  # training source sentences, one per line (or the TSV of pairs when train_tgt is None)
+    train_tgt: Path | None = None  # training target sentences, line-aligned with train_src; None: train_src is a TSV
+    val_src: Path | None = None  # validation source (or TSV); None: hold out part of the training pairs
+    val_tgt: Path | None = None  # validation target; None with val_src set: val_src is a TSV
 
 
 @dataclass
@@ -103,11 +103,11 @@ def _check_pairs(name: str, pairs: list[Pair]) -> list[Pair]:
 
 
 def _text_splits(cfg: TrainConfig, files: TextFiles) -> dict[str, list[Pair]]:
-    train = _check_pairs(str(files.train_src), read_parallel(files.train_src, files.train_tgt))
-    if (files.val_src is None) != (files.val_tgt is None):
-        raise UserError("give both validation files (source and target) or neither")
+    train = _check_pairs(str(files.train_src), read_pairs(files.train_src, files.train_tgt))
+    if files.val_tgt is not None and files.val_src is None:
+        raise UserError("a validation target file needs its validation source file")
     if files.val_src is not None:
-        val = _check_pairs(str(files.val_src), read_parallel(files.val_src, files.val_tgt))
+        val = _check_pairs(str(files.val_src), read_pairs(files.val_src, files.val_tgt))
         return {"train": train, "val": val, "test": []}
     n_val = min(cfg.n_val, len(train) // 10)
     if n_val == 0:

@@ -38,6 +38,12 @@ def describe_device(device: torch.device | None = None) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work to finish (CUDA runs asynchronously), so a timer reads true time."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def cpu_model() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
     cpuinfo = Path("/proc/cpuinfo")

@@ -30,7 +30,7 @@ from xattn_edu.checkpoint import LoadedModel, load_model
 from xattn_edu.corpus import SPLIT_NAMES, encode_source, load_splits
 from xattn_edu.data import synthetic
 from xattn_edu.decode import cross_attention, translate_ids
-from xattn_edu.device import describe_device, resolve_device
+from xattn_edu.device import describe_device, resolve_device, synchronize
 from xattn_edu.errors import UserError
 from xattn_edu.metrics import attention_aer, exact_match, sacre_bleu, tokenized_bleu
 
@@ -94,11 +94,6 @@ def _sources(loaded: LoadedModel, sentences: Sequence[str], what: str) -> list[l
 def _check_beam(beam_size: int) -> None:
     if beam_size < 1:
         raise UserError(f"--beam must be at least 1, got {beam_size}")
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def translate_texts(
@@ -171,11 +166,11 @@ def evaluate(
     sources = _sources(loaded, [s for s, _ in pairs], f"{split} sentence")
     references = [t for _, t in pairs]
 
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     outputs = translate_ids(loaded.model, sources, bos_id=loaded.tgt_tokenizer.bos_id,
                             eos_id=loaded.tgt_tokenizer.eos_id, beam_size=beam_size, batch_size=batch_size)
-    _synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - start
     hypotheses = [loaded.tgt_tokenizer.decode(o.tokens) for o in outputs]
 

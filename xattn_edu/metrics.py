@@ -12,7 +12,7 @@
 * :func:`exact_match`: percentage of outputs equal to their reference (whitespace-normalised).
 * Alignment error rate (Och & Ney, 2003) of links read off cross-attention against gold
   word alignments: :func:`attention_links`, :func:`alignment_error_rate`, :func:`attention_aer`.
-* :func:`attention_entropy`: how spread out each attention row is, in nats.
+* How spread out each attention row is: :func:`xattn_edu.spotlight.attention_entropy`.
 
 Scores are percentages (0-100) throughout; AER is a fraction (0 = perfect).
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import torch
 from sacrebleu.metrics import BLEU
 from torch import Tensor
 
@@ -149,12 +148,3 @@ def attention_aer(attentions: Sequence[Tensor], gold: Sequence[Iterable[Link]]) 
     per_head = [[aer_of(lambda a, i=i, j=j: a[i, j]) for j in range(n_heads)] for i in range(n_layers)]
     per_layer = [aer_of(lambda a, i=i: a[i].mean(dim=0)) for i in range(n_layers)]
     return AttentionAER(per_head, per_layer, aer_of(lambda a: a.mean(dim=(0, 1))))
-
-
-def attention_entropy(weights: Tensor) -> Tensor:
-    """Entropy in nats of each attention distribution over the last dimension: (..., Tk) → (...).
-
-    ``0 · log 0`` counts as 0, so masked (zero) weights and all-zero rows are fine; a one-hot
-    row has entropy 0, a uniform row over n keys has ``log n``.
-    """
-    return torch.special.entr(weights).sum(dim=-1)  # entr(p) = -p log p, and 0 at p = 0

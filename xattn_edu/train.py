@@ -156,14 +156,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, TextFiles |
     """The run's settings from ``xattn train`` options: a preset (or, with ``--resume``, the
     checkpoint's own settings) with ``--steps``, ``--seed`` and ``--compile`` applied."""
     text_files = None
-    if args.train_src or args.train_tgt:
-        if not (args.train_src and args.train_tgt):
-            raise UserError("give both --train-src and --train-tgt")
-        text_files = TextFiles(Path(args.train_src), Path(args.train_tgt),
-                               Path(args.val_src) if args.val_src else None,
-                               Path(args.val_tgt) if args.val_tgt else None)  # fmt: skip
-    elif args.val_src or args.val_tgt:
-        raise UserError("--val-src/--val-tgt need --train-src and --train-tgt")
+    paths = {name: Path(value) if (value := getattr(args, name)) else None
+             for name in ("train_src", "train_tgt", "val_src", "val_tgt")}  # fmt: skip
+    if args.train_src:
+        text_files = TextFiles(**paths)
+    elif args.train_tgt or args.val_src or args.val_tgt:
+        raise UserError("--train-tgt/--val-src/--val-tgt need --train-src")
     if args.resume:
         cfg = checkpoint.read_train_config(args.out)
     else:
@@ -257,13 +255,16 @@ class _Split:
         return sum(self.tgt_len[r] for r in rows)
 
 
-def _summed_loss(model: nn.Module, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, cfg: TrainConfig,
-                 pad_id: int, autocast: bool) -> Tensor:
-    """Label-smoothed cross-entropy summed over the real target tokens (a scalar)."""
+def _summed_loss(model: nn.Module, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, *, pad_id: int,
+                 label_smoothing: float, autocast: bool) -> Tensor:
+    """Cross-entropy (label-smoothed if asked) summed over the real target tokens (a scalar).
+
+    src (B, Ts); tgt_in, tgt_out (B, Tt): the decoder's input and the tokens it must predict.
+    """
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
         logits = model(src, tgt_in)  # (B, Tt, V)
     return F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=pad_id,
-                           label_smoothing=cfg.label_smoothing, reduction="sum")  # fmt: skip
+                           label_smoothing=label_smoothing, reduction="sum")  # fmt: skip
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -294,10 +295,8 @@ def validate(model: Seq2Seq, split: _Split, cfg: TrainConfig, tgt_tok, device: t
     with torch.inference_mode():
         for rows in token_batches(split.lengths, cfg.max_tokens, seed=0):
             src, tgt_in, tgt_out = split.batch(rows, device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=autocast):
-                logits = model(src, tgt_in)
-            total += float(F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(),
-                                           ignore_index=model.cfg.pad_id, reduction="sum"))  # fmt: skip
+            total += float(_summed_loss(model, src, tgt_in, tgt_out, pad_id=model.cfg.pad_id, label_smoothing=0.0,
+                                        autocast=autocast))  # fmt: skip
             tokens += split.target_tokens(rows)
     result = {"val_loss": total / max(1, tokens)}
     if cfg.val_sample > 0:
@@ -470,7 +469,8 @@ def train(
                 rows = shard(batch, dist_info.rank, dist_info.world_size)
                 src, tgt_in, tgt_out = train_split.batch(rows, device)
                 n_tokens = train_split.target_tokens(batch)  # the whole batch, all processes
-                summed = _summed_loss(runner, src, tgt_in, tgt_out, cfg, tgt_tok.pad_id, autocast)
+                summed = _summed_loss(runner, src, tgt_in, tgt_out, pad_id=tgt_tok.pad_id,
+                                      label_smoothing=cfg.label_smoothing, autocast=autocast)  # fmt: skip
                 # DDP averages gradients over processes; scale so the average is the per-token mean.
                 (summed * (dist_info.world_size / n_tokens)).backward()
                 if cfg.clip_norm > 0:

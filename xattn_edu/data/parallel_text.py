@@ -57,6 +57,11 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str,
     return list(zip(src, tgt, strict=True))
 
 
+def read_pairs(src_path: str | Path, tgt_path: str | Path | None = None) -> list[tuple[str, str]]:
+    """Pairs from two line-aligned files, or from one TSV file when ``tgt_path`` is None."""
+    return read_tsv(src_path) if tgt_path is None else read_parallel(src_path, tgt_path)
+
+
 def read_tsv(path: str | Path) -> list[tuple[str, str]]:
     """``(source, target)`` pairs from a file with one ``source<TAB>target`` pair per line."""
     pairs = []

@@ -23,6 +23,8 @@ from xattn_edu.spotlight import attention_entropy, scaled_scores, temperature_so
 
 @dataclass(frozen=True)
 class CaseResult:
+    """Entropy of the weights in one of the article's three cases, over many random trials."""
+
     name: str  # which of the article's cases
     n_keys: int  # keys per trial
     dim: int  # width d of the query and keys
@@ -36,6 +38,8 @@ class CaseResult:
 
 @dataclass(frozen=True)
 class TemperatureRow:
+    """Entropy and distance to the two extremes (argmax, uniform) at one temperature."""
+
     temperature: float  # T: the scores are divided by it
     mean_entropy_fraction: float  # average entropy / log n
     mean_max_weight: float  # average largest weight
@@ -45,6 +49,8 @@ class TemperatureRow:
 
 @dataclass(frozen=True)
 class SimilarityRow:
+    """Entropy and the weight on the target key at one query-key cosine similarity."""
+
     cosine: float  # cosine similarity of the query with its target key
     mean_entropy_fraction: float  # average entropy / log n
     mean_target_weight: float  # average weight on the target key
@@ -52,6 +58,8 @@ class SimilarityRow:
 
 @dataclass(frozen=True)
 class BoundsResult:
+    """What checking ``0 <= H <= log n`` on many random distributions found."""
+
     cases: int  # random distributions checked
     min_entropy: float  # smallest entropy seen (>= 0 expected)
     max_entropy_excess: float  # largest H - log n seen (<= 0 expected, up to rounding)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from xattn_edu.cache import GrowingKV, LayerCache, StaticKV
-from xattn_edu.device import default_device, describe_device
+from xattn_edu.device import default_device, describe_device, synchronize
 from xattn_edu.heads import MultiHeadAttention
 from xattn_edu.masks import causal_mask
 from xattn_edu.model import Seq2Seq, Seq2SeqConfig
@@ -71,6 +71,7 @@ class BenchConfig:
     seed: int = 0  # weights and source ids
 
     def model_config(self, max_len: int) -> Seq2SeqConfig:
+        """The untrained model's settings; its positions cover ``max_len`` and the source length."""
         return Seq2SeqConfig(
             src_vocab=self.vocab, tgt_vocab=self.vocab, d_model=self.d_model, n_heads=self.n_heads,
             n_encoder_layers=self.n_layers, n_decoder_layers=self.n_layers, d_ff=self.d_ff, dropout=0.0,
@@ -208,6 +209,8 @@ def count_projection_flops(model: Seq2Seq, src: Tensor, mode: CacheMode, steps: 
 
 @dataclass(frozen=True)
 class TimingRow:
+    """Decoding time and projection work of one cache mode at one output length."""
+
     mode: str  # CacheMode.name
     steps: int  # T, tokens generated per sentence
     ms_per_token: float  # median over repeats of (wall time / T), whole batch, encoder included
@@ -217,6 +220,8 @@ class TimingRow:
 
 @dataclass(frozen=True)
 class DecodingReport:
+    """Every timing row of one run, where it ran, and how far cached decoding strays from a full pass."""
+
     device: str  # describe_device() of the device that ran it
     config: BenchConfig  # the workload
     rows: tuple[TimingRow, ...]  # one per (mode, length)
@@ -226,11 +231,6 @@ class DecodingReport:
         """How many times faster per token ``fast`` is than ``slow`` at output length ``steps`` (wall or CPU time)."""
         by_key = {(row.mode, row.steps): row.cpu_ms_per_token if cpu else row.ms_per_token for row in self.rows}
         return by_key[(slow, steps)] / by_key[(fast, steps)]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def max_difference_from_full_forward(model: Seq2Seq, src: Tensor, steps: int) -> float:
@@ -282,10 +282,10 @@ def _measure(cfg: BenchConfig, steps_list: tuple[int, ...], device: torch.device
     for steps in steps_list:
         for _ in range(cfg.repeats):
             for mode in MODES:  # interleaved, so a burst of load on a shared machine hits every mode alike
-                _sync(device)
+                synchronize(device)
                 start, start_cpu = time.perf_counter(), time.process_time()
                 decode_logits(model, src, mode, steps=steps)
-                _sync(device)
+                synchronize(device)
                 wall.setdefault((mode.name, steps), []).append((time.perf_counter() - start) / steps)
                 cpu.setdefault((mode.name, steps), []).append((time.process_time() - start_cpu) / steps)
     rows = [

@@ -19,6 +19,8 @@ from xattn_edu.masks import padding_mask
 
 @dataclass(frozen=True)
 class PaddingRow:
+    """How much padding the memory with ``pads`` positions moves the cross-attention output."""
+
     pads: int  # padding positions appended to the memory
     weight_on_padding: float  # largest total weight a query gives the padding positions, without the mask
     change_without_mask: float  # max |output - unpadded output| without a mask

@@ -21,6 +21,8 @@ from xattn_edu.lookup import orthogonal_query, soft_lookup
 
 @dataclass(frozen=True)
 class OrthogonalResult:
+    """Worst deviations from uniform weights and the mean value, for exactly orthogonal queries."""
+
     trials: int  # random key sets tried
     n_keys: int  # keys (books) per set
     dim: int  # width d of queries and keys
@@ -31,6 +33,8 @@ class OrthogonalResult:
 
 @dataclass(frozen=True)
 class NearOrthogonalRow:
+    """Worst deviations from uniform weights and the mean value at one overlap ``eps``."""
+
     overlap: float  # eps: the query is q_orthogonal + eps * u, |q_orthogonal| = |u| = 1
     max_score: float  # largest |query · key| seen
     max_weight_error: float  # largest |weight - 1/n| seen
@@ -40,6 +44,8 @@ class NearOrthogonalRow:
 
 @dataclass(frozen=True)
 class SpanRow:
+    """How often ``n`` random keys in ``d`` dimensions leave room for a nonzero orthogonal query."""
+
     n_keys: int  # keys per set, in `dim` dimensions
     dim: int  # width d
     fraction_with_orthogonal_query: float  # share of random key sets that leave a nonzero orthogonal query

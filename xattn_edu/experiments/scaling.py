@@ -26,6 +26,8 @@ DIMS = (1, 16, 64, 256, 1024)
 
 @dataclass(frozen=True)
 class VarianceRow:
+    """Sample mean and variance of ``q · k`` at one width d, raw and divided by sqrt(d)."""
+
     dim: int  # width d of the query and key
     samples: int  # (q, k) pairs drawn
     mean: float  # sample mean of q · k (0 expected)
@@ -35,6 +37,8 @@ class VarianceRow:
 
 @dataclass(frozen=True)
 class SaturationRow:
+    """How peaked the softmax is, and how much gradient survives it, at one width d."""
+
     dim: int  # width d of the query and keys
     scaled: bool  # True: scores divided by sqrt(d); False: raw dot products
     n_keys: int  # keys each query attends over

@@ -19,6 +19,8 @@ from xattn_edu.lookup import soft_lookup
 
 @dataclass(frozen=True)
 class Book:
+    """One book on the shelf: its key and its value (a colour)."""
+
     title: str  # shown on the bars and the plot
     key: tuple[float, float]  # the 2-D "spine": what the book is about
     colour: tuple[float, float, float]  # the value: an RGB colour in [0, 1]
@@ -36,6 +38,8 @@ SHELF: tuple[Book, ...] = (
 
 @dataclass(frozen=True)
 class LookupView:
+    """Everything the lookup widget shows for one query."""
+
     query: np.ndarray  # (2,) the query vector: scale * (cos angle, sin angle)
     scores: np.ndarray  # (n,) query · key for each book
     weights: np.ndarray  # (n,) softmax of the scores, sums to 1

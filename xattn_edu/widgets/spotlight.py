@@ -31,6 +31,8 @@ WIDTHS = (1, 4, 16, 64, 256, 1024)
 
 @dataclass(frozen=True)
 class SpotlightView:
+    """Everything the spotlight widget shows for one setting of its controls."""
+
     temperature: float  # T: the scores are divided by it before the softmax
     dim: int  # width d of the queries and keys
     scaled: bool  # True when the scores are divided by sqrt(d)

@@ -68,6 +68,8 @@ WEIGHTS = cross_attention_weights()
 
 @dataclass(frozen=True)
 class StepView:
+    """Everything the decoding widget shows at one step for one head."""
+
     step: int  # decoding step, 1 .. Tt
     head: str  # which head's weights are shown
     decoder_input: str  # the token fed at this step (BOS, then the previous output)
