@@ -100,3 +100,10 @@ def grade_scores(notebook: NotebookNode, chapter: str, tmp_path: Path, *, soluti
     """``{grade_id: score}`` of ``notebook`` graded against ``chapter``'s hidden tests."""
     report = grade(notebook, chapter, tmp_path, solutions=solutions)
     return {exercise.grade_id: exercise.score for exercise in report.exercises}
+
+
+def points_of(chapter: str, solutions: Path | None = None) -> dict[str, float]:
+    """``{grade_id: points}`` of every graded cell in ``chapter``'s source, in notebook order."""
+    cells = solution_notebook(chapter, solutions).cells
+    return {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"]
+            for c in cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")}

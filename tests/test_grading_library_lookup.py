@@ -12,7 +12,6 @@ from grading_helpers import (
     delete_cell,
     grade,
     grade_scores,
-    release_notebook,
     replace_cell,
     replace_solution,
     solution_notebook,
@@ -171,19 +170,6 @@ def test_each_classic_mistake_fails_its_check_with_a_teaching_message(check, fn,
 
 def test_a_mistake_that_only_hidden_tests_catch_passes_the_visible_ones():
     grading.check_softmax_stability(global_max_softmax)  # every visible example has a single row
-
-
-@pytest.mark.slow
-def test_the_solution_scores_full_marks(tmp_path):
-    report = grade(solution_notebook(CHAPTER), CHAPTER, tmp_path)
-    assert {e.grade_id: e.score for e in report.exercises} == POINTS
-    assert report.score == report.max_score == sum(POINTS.values())
-
-
-@pytest.mark.slow
-def test_the_untouched_release_scores_zero_on_every_exercise(tmp_path):
-    scores = grade_scores(release_notebook(CHAPTER), CHAPTER, tmp_path)
-    assert scores == {grade_id: 0 for grade_id in POINTS}
 
 
 @pytest.mark.slow

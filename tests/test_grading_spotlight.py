@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from grading_helpers import grade, grade_scores, release_notebook, replace_solution, solution_notebook
+from grading_helpers import grade, replace_solution, solution_notebook
 
 from xattn_edu import attention, spotlight
 from xattn_edu.grading import spotlight as grading
@@ -238,18 +238,6 @@ def test_calling_a_reference_fails_every_cell_of_the_exercise(fn, exercise, forb
 
 
 # ----------------------------------------------------------------------------- whole notebooks, autograded
-
-@pytest.mark.slow
-def test_the_solution_scores_full_marks(tmp_path):
-    report = grade(solution_notebook(CHAPTER), CHAPTER, tmp_path)
-    assert {e.grade_id: e.score for e in report.exercises} == POINTS
-    assert report.score == report.max_score == sum(POINTS.values())
-
-
-@pytest.mark.slow
-def test_the_untouched_release_scores_zero_on_every_exercise(tmp_path):
-    assert grade_scores(release_notebook(CHAPTER), CHAPTER, tmp_path) == {grade_id: 0 for grade_id in POINTS}
-
 
 @pytest.mark.slow
 def test_classic_mistakes_lose_exactly_their_points(tmp_path):

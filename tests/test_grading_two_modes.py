@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from grading_helpers import grade, grade_scores, release_notebook, replace_cell, replace_solution, solution_notebook
+from grading_helpers import grade, grade_scores, replace_cell, replace_solution, solution_notebook
 
 from xattn_edu import masks
 from xattn_edu.cache import GrowingKV, StaticKV
@@ -362,19 +362,6 @@ def test_a_functional_reprojection_passes_the_visible_check_but_not_the_hidden_o
 
 
 # ----------------------------------------------------------------------------- whole notebooks (nbgrader)
-
-@pytest.mark.slow
-def test_the_solution_scores_full_marks(tmp_path):
-    report = grade(solution_notebook(CHAPTER), CHAPTER, tmp_path)
-    assert {e.grade_id: e.score for e in report.exercises} == POINTS, report.table()
-    assert report.score == report.max_score == sum(POINTS.values())
-
-
-@pytest.mark.slow
-def test_the_untouched_release_scores_zero_on_every_exercise(tmp_path):
-    scores = grade_scores(release_notebook(CHAPTER), CHAPTER, tmp_path)
-    assert scores == {grade_id: 0 for grade_id in POINTS}
-
 
 @pytest.mark.slow
 def test_polarity_diagonal_and_reprojection_mistakes_lose_exactly_their_exercises(tmp_path):
