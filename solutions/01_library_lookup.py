@@ -132,14 +132,20 @@ def relevance_scores(query, keys):
 # the result must have shape (n,) and match the dot products.
 grading.check_relevance(relevance_scores)
 ### BEGIN HIDDEN TESTS
-grading.check_relevance_hidden(relevance_scores)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.library_lookup")
+pristine.check_relevance(relevance_scores)
+pristine.check_relevance_hidden(relevance_scores)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "relevance_batch_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # A batch of queries: shape (Tq, n), row t = query t. A transposed result is caught and explained.
 grading.check_relevance_batch(relevance_scores)
 ### BEGIN HIDDEN TESTS
-grading.check_relevance_batch_hidden(relevance_scores)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.library_lookup")
+pristine.check_relevance_batch(relevance_scores)
+pristine.check_relevance_batch_hidden(relevance_scores)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -209,14 +215,20 @@ def stable_softmax(scores, axis=-1):
 # same shape as the input, matches the softmax formula, sums to 1 along the requested axis.
 grading.check_softmax(stable_softmax)
 ### BEGIN HIDDEN TESTS
-grading.check_softmax_hidden(stable_softmax)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.library_lookup")
+pristine.check_softmax(stable_softmax)
+pristine.check_softmax_hidden(stable_softmax)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "softmax_stability_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Scores near 1000 must not overflow (no nan or inf), and a -inf score gets weight exactly 0.
 grading.check_softmax_stability(stable_softmax)
 ### BEGIN HIDDEN TESTS
-grading.check_softmax_stability_hidden(stable_softmax)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.library_lookup")
+pristine.check_softmax_stability(stable_softmax)
+pristine.check_softmax_stability_hidden(stable_softmax)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -251,14 +263,20 @@ def soft_lookup(query, keys, values):
 # One query: weights of shape (n,) that sum to 1, and an output of shape (d_v,).
 grading.check_soft_lookup(soft_lookup)
 ### BEGIN HIDDEN TESTS
-grading.check_soft_lookup_hidden(soft_lookup)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.library_lookup")
+pristine.check_soft_lookup(soft_lookup)
+pristine.check_soft_lookup_hidden(soft_lookup)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "soft_lookup_batch_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # A batch of queries: each query's weights sum to 1 over the keys, outputs have shape (Tq, d_v).
 grading.check_soft_lookup_batch(soft_lookup)
 ### BEGIN HIDDEN TESTS
-grading.check_soft_lookup_batch_hidden(soft_lookup)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.library_lookup")
+pristine.check_soft_lookup_batch(soft_lookup)
+pristine.check_soft_lookup_batch_hidden(soft_lookup)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -367,14 +385,20 @@ def orthogonal_query(keys, rng):
 # to every key, and the lookup must then give uniform weights 1/n and return the mean of the values.
 grading.check_orthogonal_query(orthogonal_query)
 ### BEGIN HIDDEN TESTS
-grading.check_orthogonal_query_hidden(orthogonal_query)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.library_lookup")
+pristine.check_orthogonal_query(orthogonal_query)
+pristine.check_orthogonal_query_hidden(orthogonal_query)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "orthogonal_impossible_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Keys that span the whole space (here the 3 axes of 3-D space): no orthogonal query exists -> ValueError.
 grading.check_orthogonal_query_impossible(orthogonal_query)
 ### BEGIN HIDDEN TESTS
-grading.check_orthogonal_query_impossible_hidden(orthogonal_query)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.library_lookup")
+pristine.check_orthogonal_query_impossible(orthogonal_query)
+pristine.check_orthogonal_query_impossible_hidden(orthogonal_query)
 ### END HIDDEN TESTS
 
 # %% [markdown]

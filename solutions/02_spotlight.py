@@ -149,14 +149,20 @@ def attention_entropy(weights):
 # Natural log (nats), a minus sign, a sum over the last axis: each slip has its own message.
 grading.check_entropy(attention_entropy)
 ### BEGIN HIDDEN TESTS
-grading.check_entropy_hidden(attention_entropy)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.spotlight")
+pristine.check_entropy(attention_entropy)
+pristine.check_entropy_hidden(attention_entropy)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "entropy_zeros_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Weights of exactly 0: a one-hot row has entropy 0, [0.5, 0.5, 0, 0] has log 2, and nothing is nan.
 grading.check_entropy_zeros(attention_entropy)
 ### BEGIN HIDDEN TESTS
-grading.check_entropy_zeros_hidden(attention_entropy)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.spotlight")
+pristine.check_entropy_zeros(attention_entropy)
+pristine.check_entropy_zeros_hidden(attention_entropy)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -214,7 +220,10 @@ def scaled_scores(query, keys):
 # Forgetting the scale, dividing by d, or dividing by the number of keys are each named in the message.
 grading.check_scaled_scores(scaled_scores)
 ### BEGIN HIDDEN TESTS
-grading.check_scaled_scores_hidden(scaled_scores)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.spotlight")
+pristine.check_scaled_scores(scaled_scores)
+pristine.check_scaled_scores_hidden(scaled_scores)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -355,14 +364,20 @@ def temperature_softmax(scores, temperature):
 # a temperature of 0 raises ValueError.
 grading.check_temperature(temperature_softmax)
 ### BEGIN HIDDEN TESTS
-grading.check_temperature_hidden(temperature_softmax)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.spotlight")
+pristine.check_temperature(temperature_softmax)
+pristine.check_temperature_hidden(temperature_softmax)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "temperature_extremes_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # T = 0.001 must give (almost) the argmax without overflowing to nan; T = 1000 (almost) uniform weights.
 grading.check_temperature_extremes(temperature_softmax)
 ### BEGIN HIDDEN TESTS
-grading.check_temperature_extremes_hidden(temperature_softmax)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.spotlight")
+pristine.check_temperature_extremes(temperature_softmax)
+pristine.check_temperature_extremes_hidden(temperature_softmax)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -552,7 +567,10 @@ def masked_attention(query, keys, values, mask=None):
 # softmax(q k^T / sqrt(D)). A missing or wrong scale is named in the message.
 grading.check_masked_attention(masked_attention)
 ### BEGIN HIDDEN TESTS
-grading.check_masked_attention_hidden(masked_attention)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.spotlight")
+pristine.check_masked_attention(masked_attention)
+pristine.check_masked_attention_hidden(masked_attention)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "masked_attention_mask_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -560,14 +578,20 @@ grading.check_masked_attention_hidden(masked_attention)
 # masked keys get weight exactly 0 and each row still sums to 1. Masking after the softmax is caught.
 grading.check_masked_attention_mask(masked_attention)
 ### BEGIN HIDDEN TESTS
-grading.check_masked_attention_mask_hidden(masked_attention)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.spotlight")
+pristine.check_masked_attention_mask(masked_attention)
+pristine.check_masked_attention_mask_hidden(masked_attention)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "masked_attention_empty_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # One query may attend to no key at all: its weights and output must be zeros, and nothing may be nan.
 grading.check_masked_attention_empty(masked_attention)
 ### BEGIN HIDDEN TESTS
-grading.check_masked_attention_empty_hidden(masked_attention)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.spotlight")
+pristine.check_masked_attention_empty(masked_attention)
+pristine.check_masked_attention_empty_hidden(masked_attention)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -140,7 +140,10 @@ def padding_mask_from_lengths(lengths: torch.Tensor, max_len: int) -> torch.Tens
 print(padding_mask_from_lengths(torch.tensor([3, 1]), 4).int())
 grading.check_padding_mask(padding_mask_from_lengths)
 ### BEGIN HIDDEN TESTS
-grading.check_padding_mask_hidden(padding_mask_from_lengths)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.two_modes")
+pristine.check_padding_mask(padding_mask_from_lengths)
+pristine.check_padding_mask_hidden(padding_mask_from_lengths)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -176,7 +179,10 @@ def causal_mask(size: int) -> torch.Tensor:
 print(causal_mask(4)[0, 0].int())
 grading.check_causal_mask(causal_mask)
 ### BEGIN HIDDEN TESTS
-grading.check_causal_mask_hidden(causal_mask)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.two_modes")
+pristine.check_causal_mask(causal_mask)
+pristine.check_causal_mask_hidden(causal_mask)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -307,7 +313,10 @@ def multi_head_attention(x: torch.Tensor, attn: MultiHeadAttention, context: tor
 # way, missing output projection, inverted mask.
 grading.check_mha_self(multi_head_attention)
 ### BEGIN HIDDEN TESTS
-grading.check_mha_self_hidden(multi_head_attention)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.two_modes")
+pristine.check_mha_self(multi_head_attention)
+pristine.check_mha_self_hidden(multi_head_attention)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "mha_cross_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -315,7 +324,10 @@ grading.check_mha_self_hidden(multi_head_attention)
 # the queries' length; keys and values come from the context.
 grading.check_mha_cross(multi_head_attention)
 ### BEGIN HIDDEN TESTS
-grading.check_mha_cross_hidden(multi_head_attention)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.two_modes")
+pristine.check_mha_cross(multi_head_attention)
+pristine.check_mha_cross_hidden(multi_head_attention)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -491,7 +503,10 @@ class CrossAttentionCache:
 # (B, h, Tk, Dh), and attn.k_proj / attn.v_proj must run exactly once (inside fill).
 grading.check_static_cache(CrossAttentionCache)
 ### BEGIN HIDDEN TESTS
-grading.check_static_cache_hidden(CrossAttentionCache)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.two_modes")
+pristine.check_static_cache(CrossAttentionCache)
+pristine.check_static_cache_hidden(CrossAttentionCache)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -538,7 +553,10 @@ class SelfAttentionCache:
 # self-attention over all 5 positions; each step projects only the new position.
 grading.check_growing_cache(SelfAttentionCache)
 ### BEGIN HIDDEN TESTS
-grading.check_growing_cache_hidden(SelfAttentionCache)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.two_modes")
+pristine.check_growing_cache(SelfAttentionCache)
+pristine.check_growing_cache_hidden(SelfAttentionCache)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": false, "grade_id": "decoder_step_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -571,7 +589,10 @@ def incremental_decode(layer, x: torch.Tensor, memory: torch.Tensor, memory_mask
 # layer(x, memory, causal mask, memory_mask), and must feed one position per step.
 grading.check_decoder_step(incremental_decode)
 ### BEGIN HIDDEN TESTS
-grading.check_decoder_step_hidden(incremental_decode)
+from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.grading.two_modes")
+pristine.check_decoder_step(incremental_decode)
+pristine.check_decoder_step_hidden(incremental_decode)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -64,18 +64,14 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 def _cmd_grade_class(args: argparse.Namespace) -> int:
     _skip_iri_grammars()
     import json
-    import os
     from pathlib import Path
 
     from xattn_edu.grading.classgrade import Limits, grade_class
 
-    limits = Limits(
-        workers=args.workers or len(os.sched_getaffinity(0)),
-        cell_timeout=args.cell_timeout,
-        notebook_timeout=args.notebook_timeout,
-        memory_mb=args.memory_mb or None,
-        max_processes=args.max_processes or None,
-    )
+    given = {"workers": args.workers, "cell_timeout": args.cell_timeout, "notebook_timeout": args.notebook_timeout,
+             "memory_mb": args.memory_mb, "max_processes": args.max_processes}
+    # 0 turns a cap off (None); options not given keep the defaults of Limits
+    limits = Limits(**{name: value or None for name, value in given.items() if value is not None})
     solutions = Path(args.solutions) if args.solutions else None
     report = grade_class(args.chapter, args.submissions, args.out, limits=limits, regrade=args.regrade,
                          progress=not args.no_progress, solutions=solutions)  # fmt: skip
@@ -165,11 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     grade_class.add_argument("--workers", type=int, metavar="N", help="notebooks graded at once (default: cores)")
     grade_class.add_argument("--cell-timeout", type=int, metavar="S",
                              help="seconds one cell may run (default: nbgrader_config.py, 120)")
-    grade_class.add_argument("--notebook-timeout", type=float, default=600, metavar="S",
+    grade_class.add_argument("--notebook-timeout", type=float, metavar="S",
                              help="seconds one notebook may take in all (default: 600)")
-    grade_class.add_argument("--memory-mb", type=int, default=4096, metavar="M",
+    grade_class.add_argument("--memory-mb", type=int, metavar="M",
                              help="address-space cap per grading process in MiB, 0 for none (default: 4096)")
-    grade_class.add_argument("--max-processes", type=int, default=128, metavar="P",
+    grade_class.add_argument("--max-processes", type=int, metavar="P",
                              help="processes and threads per worker, 0 for no cap (default: 128)")
     grade_class.add_argument("--regrade", action="store_true", help="grade everyone again, even if unchanged")
     grade_class.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -205,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", default="tiny", help="tiny (synthetic corpus, CPU) or multi30k (default: tiny)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory")
     train.add_argument("--data-dir", metavar="DIR", help="Multi30k files already on disk (no download)")
-    train.add_argument("--train-src", metavar="FILE", help="your own training sources, one sentence per line")
-    train.add_argument("--train-tgt", metavar="FILE", help="their translations, line-aligned")
-    train.add_argument("--val-src", metavar="FILE", help="validation sources (default: hold out training pairs)")
+    train.add_argument("--train-src", metavar="FILE", help="training sources, one per line, or a TSV of pairs")
+    train.add_argument("--train-tgt", metavar="FILE", help="their translations, line-aligned (omit for a TSV)")
+    train.add_argument("--val-src", metavar="FILE", help="validation sources or TSV (default: hold out training pairs)")
     train.add_argument("--val-tgt", metavar="FILE", help="validation translations")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     train.add_argument("--steps", type=int, metavar="N", help="optimizer steps in total (default: the preset's)")

@@ -15,4 +15,7 @@ Tools (run nbgrader around the notebooks):
 * :mod:`xattn_edu.grading.nbgrader_course` — a throwaway nbgrader course driven from Python.
 * :mod:`xattn_edu.grading.selfgrade` — ``xattn grade NOTEBOOK``: autograde one notebook offline.
 * :mod:`xattn_edu.grading.hide_hidden_tests` — keeps hidden test code out of feedback HTML.
+* :mod:`xattn_edu.grading.classgrade` — ``xattn grade-class``: a whole class in parallel worker processes
+  (:mod:`~xattn_edu.grading.grade_worker`), confined by :mod:`~xattn_edu.grading.sandbox`.
+* :mod:`xattn_edu.grading.pristine` — fresh copies of the checks for hidden tests, untouched by notebook code.
 """

@@ -85,6 +85,9 @@ class _Capture(logging.Handler):
         if tracebacks:
             lines = [line for line in tracebacks[-1].splitlines() if line.strip()]
             last = lines[-1].strip()
+            if any(line.startswith("nbclient.exceptions.CellTimeoutError") for line in lines):
+                # the cell went on past the timeout although the kernel was interrupted
+                return "a cell ran past the time limit and did not stop when interrupted (catching KeyboardInterrupt?)"
             if "SchemaTooOld" in last:
                 return _OLD_METADATA_HINT
             if "ValidationError" in last:
@@ -121,6 +124,10 @@ class TempCourse:
         self.config.CourseDirectory.root = str(root)
         self.config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
         self.config.Exchange.root = str(root / "exchange")
+        if "iopub_timeout" not in self.config.Execute:
+            # nbclient waits 4 s for a cell's last output after its reply, then nbgrader fails the whole
+            # notebook; a busy machine (grading in parallel) can take longer than that
+            self.config.Execute.iopub_timeout = 30
         _copy_empty_gradebook(root / "gradebook.db", self.config.CourseDirectory.course_id)
         self.log = _LOG
 

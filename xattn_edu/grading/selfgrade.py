@@ -168,7 +168,9 @@ def repair_metadata(notebook: NotebookNode, master: NotebookNode) -> bool:
 
     A cell whose metadata is incomplete or from an old nbgrader (e.g. ``{}``, no ``schema_version``)
     gets the master's metadata for its grade id, or loses it if the id is unknown; autograde then
-    restores or re-inserts the master's cells as usual.
+    restores or re-inserts the master's cells as usual. A grade id that appears again (a copied cell)
+    is taken off the later copies, which become ordinary cells: nbgrader 0.9.6 would otherwise fail the
+    whole submission (``KeyError: 'grade_id'`` in ``OverwriteCells``).
     """
     from nbgrader.nbgraderformat import MetadataValidator, SchemaTooOldError, ValidationError
 
@@ -190,6 +192,14 @@ def repair_metadata(notebook: NotebookNode, master: NotebookNode) -> bool:
         else:
             del cell.metadata["nbgrader"]
         changed = True
+    seen = set()
+    for cell in notebook.cells:
+        if _has_id(cell):
+            if cell.metadata["nbgrader"]["grade_id"] in seen:
+                del cell.metadata["nbgrader"]
+                changed = True
+            else:
+                seen.add(cell.metadata["nbgrader"]["grade_id"])
     return changed
 
 

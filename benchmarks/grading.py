@@ -1,0 +1,127 @@
+"""Class grading at scale: grade a simulated class of Chapter 1 and time it per number of workers.
+
+The class mixes perfect, partial, broken and hostile submissions (the hostile ones come from
+``tests/hostile_catalogue.py``: reference calls, patched checks, an infinite loop, a memory bomb,
+``os._exit``, corrupt JSON, ...). For each worker count, ``grade_class`` grades all of them from
+scratch (``--regrade``) and the script records the wall time, the median and p90 seconds per
+notebook, and the throughput. The floor is measured separately: starting a kernel and running the
+chapter's setup cell (its imports), which every notebook pays before its own code runs.
+
+    python benchmarks/grading.py [--students 40] [--workers 1,2] [--cell-timeout 10] [--out results.json]
+
+Prints one JSON object (hardware, date, load averages, one row per worker count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the catalogue of hostile submissions and its notebook helpers
+
+from hostile_catalogue import CATALOGUE, CHAPTER, HONEST, Place, write_class  # noqa: E402
+
+from xattn_edu.device import hardware_info  # noqa: E402
+from xattn_edu.grading.classgrade import Limits, grade_class  # noqa: E402
+from xattn_edu.grading.sandbox import process_limit_available  # noqa: E402
+
+
+def simulated_class(students: int) -> list:
+    """``students`` cases: every quick hostile/broken case of the catalogue once, the rest honest (2/3 perfect)."""
+    hostile = [c for c in CATALOGUE if not c.full and (process_limit_available() or not c.needs_process_limit)]
+    hostile = hostile[: students // 2]
+    honest = []
+    while len(hostile) + len(honest) < students:
+        case = HONEST[[0, 0, 1, 0, 0, 2][len(honest) % 6]]  # perfect, partial, untouched release
+        honest.append(type(case)(**{**vars(case), "student": f"{case.student}_{len(honest):02d}"}))
+    return honest + hostile
+
+
+def kernel_floor(repeats: int) -> dict:
+    """Seconds to start a python kernel and run Chapter 1's setup cell (imports), median of ``repeats``."""
+    from grading_helpers import cell_by_id, solution_notebook
+    from jupyter_client.manager import start_new_kernel
+
+    setup = cell_by_id(solution_notebook(CHAPTER), "setup").source
+    env = {**os.environ, "XATTN_FAST": "1", "OMP_NUM_THREADS": "1"}
+    start, imports = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        manager, client = start_new_kernel(kernel_name="python3", env=env)
+        t1 = time.perf_counter()
+        client.execute_interactive(setup, timeout=120)
+        t2 = time.perf_counter()
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+        start.append(t1 - t0)
+        imports.append(t2 - t1)
+    return {"kernel_start_s": round(statistics.median(start), 2), "setup_cell_s": round(statistics.median(imports), 2),
+            "repeats": repeats}
+
+
+def run(students: int, workers: int, cell_timeout: int, folder: Path) -> dict:
+    place = Place(folder / "submissions", folder / f"graded-{workers}")
+    cases = simulated_class(students)
+    write_class(cases, place)
+    limits = Limits(workers=workers, cell_timeout=cell_timeout, notebook_timeout=300, memory_mb=3072)
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    report = grade_class(CHAPTER, place.submissions, place.out, limits=limits, regrade=True, progress=False)
+    wall = time.perf_counter() - t0
+    seconds = sorted(g.seconds for g in report.grades)
+    expected = {c.student: sum(c.expected_scores().values()) for c in cases}
+    return {
+        "workers": workers,
+        "students": len(cases),
+        "wall_s": round(wall, 1),
+        "per_notebook_median_s": round(statistics.median(seconds), 2),
+        "per_notebook_p90_s": round(seconds[int(0.9 * (len(seconds) - 1))], 2),
+        "notebooks_per_minute": round(60 * len(cases) / wall, 1),
+        "statuses": {s: sum(g.status == s for g in report.grades) for s in {g.status for g in report.grades}},
+        "scores_as_expected": all(g.score == expected[g.student] for g in report.grades),
+        "unexpected": [{"student": g.student, "score": g.score, "status": g.status, "reason": g.reason}
+                       for g in report.grades if g.score != expected[g.student]],
+        "load_1min_before": round(load_before, 2),
+        "load_1min_after": round(os.getloadavg()[0], 2),
+        "limits_in_force": report.limits_in_force,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--students", type=int, default=40)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--cell-timeout", type=int, default=10, help="seconds per cell (the infinite loop pays it)")
+    parser.add_argument("--floor-repeats", type=int, default=3)
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    result = {
+        "benchmark": "class grading, Chapter 1",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hardware": hardware_info(),
+        "load_1_5_15_at_start": [round(x, 2) for x in os.getloadavg()],
+        "cell_timeout_s": args.cell_timeout,
+        "floor": kernel_floor(args.floor_repeats),
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="xattn-bench-grading-") as folder:
+        for workers in [int(w) for w in args.workers.split(",")]:
+            result["runs"].append(run(args.students, workers, args.cell_timeout, Path(folder) / f"w{workers}"))
+            print(json.dumps(result["runs"][-1]), file=sys.stderr)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
