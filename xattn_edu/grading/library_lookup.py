@@ -62,6 +62,7 @@ def check_relevance(fn: Callable) -> None:
 
 
 def check_relevance_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_relevance``: inputs the visible check leaves out."""
     rng = _rng(101)
     _check_relevance_case(fn, rng.standard_normal(4), rng.standard_normal((1, 4)))  # a single key
     _check_relevance_case(fn, rng.standard_normal(1), rng.standard_normal((3, 1)))  # d = 1
@@ -78,6 +79,7 @@ def check_relevance_batch(fn: Callable) -> None:
 
 
 def check_relevance_batch_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_relevance_batch``: inputs the visible check leaves out."""
     rng = _rng(102)
     _check_relevance_case(fn, rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))  # Tq == n: transposing fits
     _check_relevance_case(fn, rng.standard_normal((1, 6)), rng.standard_normal((5, 6)))  # Tq = 1 stays 2-D
@@ -114,6 +116,7 @@ def check_softmax(fn: Callable) -> None:
 
 
 def check_softmax_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_softmax``: inputs the visible check leaves out."""
     rng = _rng(103)
     _check_softmax_case(fn, rng.standard_normal((2, 3, 4)), 1)
     _check_softmax_case(fn, rng.standard_normal((4, 4)), -2)
@@ -133,6 +136,7 @@ def check_softmax_stability(fn: Callable) -> None:
 
 
 def check_softmax_stability_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_softmax_stability``: inputs the visible check leaves out."""
     _check_softmax_case(fn, np.array([-1000.0, -1001.0, -1002.0]), None, OVERFLOW_HINT)  # all exp underflow
     _check_softmax_case(fn, np.array([[1000.0, 999.0], [-1000.0, -1001.0]]), None,  # per-row max, not global
                         "Subtract the max of each row (keepdims=True), not one max for the whole array.")
@@ -179,6 +183,7 @@ def check_soft_lookup(fn: Callable) -> None:
 
 
 def check_soft_lookup_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_soft_lookup``: inputs the visible check leaves out."""
     rng = _rng(105)
     _check_soft_lookup_case(fn, rng.standard_normal(3), rng.standard_normal((1, 3)), rng.standard_normal((1, 2)))
     _check_soft_lookup_case(fn, rng.standard_normal(16), rng.standard_normal((10, 16)), rng.standard_normal((10, 5)))
@@ -196,6 +201,7 @@ def check_soft_lookup_batch(fn: Callable) -> None:
 
 
 def check_soft_lookup_batch_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_soft_lookup_batch``: inputs the visible check leaves out."""
     rng = _rng(106)
     _check_soft_lookup_case(fn, rng.standard_normal((4, 3)), rng.standard_normal((4, 3)),
                             rng.standard_normal((4, 2)))  # Tq == n: a wrong axis keeps every shape
@@ -237,6 +243,7 @@ def check_orthogonal_query(fn: Callable) -> None:
 
 
 def check_orthogonal_query_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_orthogonal_query``: inputs the visible check leaves out."""
     rng = _rng(107)
     _check_orthogonal_case(fn, rng.standard_normal((1, 3)), seed=70)  # a single key
     _check_orthogonal_case(fn, rng.standard_normal((5, 6)), seed=71)  # n = d - 1: a one-dimensional answer
@@ -264,6 +271,7 @@ def check_orthogonal_query_impossible(fn: Callable) -> None:
 
 
 def check_orthogonal_query_impossible_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_orthogonal_query_impossible``: inputs the visible check leaves out."""
     rng = _rng(108)
     _check_impossible_case(fn, rng.standard_normal((4, 4)))
     _check_impossible_case(fn, rng.standard_normal((6, 3)))  # more keys than dimensions

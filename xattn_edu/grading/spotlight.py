@@ -109,6 +109,7 @@ def check_entropy(fn: Callable) -> None:
 
 
 def check_entropy_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_entropy``: inputs the visible check leaves out."""
     rng = _rng(120)
     _check_entropy_case(fn, _random_distributions(rng, (2, 3, 4), spread=3.0))  # (B, Tq, Tk) -> (B, Tq)
     _check_entropy_case(fn, _random_distributions(rng, (4, 4)))  # square: a wrong axis keeps the shape
@@ -126,6 +127,7 @@ def check_entropy_zeros(fn: Callable) -> None:
 
 
 def check_entropy_zeros_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_entropy_zeros``: inputs the visible check leaves out."""
     rng = _rng(121)
     masked = _random_distributions(rng, (2, 3, 5)) * (rng.random((2, 3, 5)) < 0.6)
     masked[..., 0] += 1e-3  # every row keeps a key
@@ -165,6 +167,7 @@ def check_scaled_scores(fn: Callable) -> None:
 
 
 def check_scaled_scores_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_scaled_scores``: inputs the visible check leaves out."""
     rng = _rng(122)
     _check_scaled_scores_case(fn, rng.standard_normal(256), rng.standard_normal((7, 256)))
     _check_scaled_scores_case(fn, rng.standard_normal((4, 9)), rng.standard_normal((4, 9)))  # Tq == n
@@ -216,6 +219,7 @@ def check_temperature(fn: Callable) -> None:
 
 
 def check_temperature_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_temperature``: inputs the visible check leaves out."""
     rng = _rng(123)
     _check_temperature_case(fn, rng.standard_normal((2, 3, 4)), 0.7)
     _check_temperature_case(fn, rng.standard_normal((4, 4)), 3.0)  # square: a wrong axis keeps the shape
@@ -233,6 +237,7 @@ def check_temperature_extremes(fn: Callable) -> None:
 
 
 def check_temperature_extremes_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_temperature_extremes``: inputs the visible check leaves out."""
     rng = _rng(124)
     _check_temperature_case(fn, rng.standard_normal((3, 6)), 1e-4, OVERFLOW_HINT)
     _check_temperature_case(fn, np.array([[2.0, 2.0, -1.0]]), 0.001, OVERFLOW_HINT)  # a tie shares the weight
@@ -332,6 +337,7 @@ def check_masked_attention(fn: Callable) -> None:
 
 
 def check_masked_attention_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_masked_attention``: inputs the visible check leaves out."""
     _check_masked_attention_case(fn, *_attention_inputs(130, 1, 1, 1, 4, 2), None)  # a single key: weight 1
     _check_masked_attention_case(fn, *_attention_inputs(131, 3, 5, 5, 64, 3, torch.float64), None)  # Tq == Tk
     _check_masked_attention_case(fn, *_attention_inputs(132, 2, 4, 7, 16, 16), torch.ones(1, 1, 7, dtype=torch.bool))
@@ -349,6 +355,7 @@ def check_masked_attention_mask(fn: Callable) -> None:
 
 
 def check_masked_attention_mask_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_masked_attention_mask``: inputs the visible check leaves out."""
     query, keys, values = _attention_inputs(133, 3, 4, 6, 16, 3, torch.float64)
     generator = torch.Generator().manual_seed(134)
     mask = torch.rand(3, 4, 6, generator=generator) < 0.5
@@ -387,6 +394,7 @@ def check_masked_attention_empty(fn: Callable) -> None:
 
 
 def check_masked_attention_empty_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_masked_attention_empty``: inputs the visible check leaves out."""
     query, keys, values = _attention_inputs(135, 3, 2, 4, 8, 3, torch.float64)
     _check_empty_rows_case(fn, query, keys, values, torch.tensor([True, True, False])[:, None, None].expand(3, 1, 4))
     _check_empty_rows_case(fn, query, keys, values, torch.zeros(3, 2, 4, dtype=torch.bool))  # nothing visible

@@ -101,6 +101,7 @@ def check_padding_mask(fn: Callable) -> None:
 
 
 def check_padding_mask_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_padding_mask``: inputs the visible check leaves out."""
     _check_padding_case(fn, [0, 3], 3)  # an empty sentence: a row of False
     _check_padding_case(fn, [4], 4)  # one sentence, no padding
     _check_padding_case(fn, [1, 1, 2, 7], 9)  # max_len longer than every sentence
@@ -145,6 +146,7 @@ def check_causal_mask(fn: Callable) -> None:
 
 
 def check_causal_mask_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_causal_mask``: inputs the visible check leaves out."""
     _check_causal_case(fn, 1)
     _check_causal_case(fn, 2)
     _check_causal_case(fn, 17)
@@ -279,6 +281,7 @@ def check_mha_self(fn: Callable) -> None:
 
 
 def check_mha_self_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_mha_self``: inputs the visible check leaves out."""
     generator = torch.Generator().manual_seed(11)
     _check_mha_case(fn, make_attention(12, 3, seed=12), torch.randn(3, 7, 12, generator=generator),
                     mask=_random_mask((3, 1, 7, 7), seed=13))
@@ -301,6 +304,7 @@ def check_mha_cross(fn: Callable) -> None:
 
 
 def check_mha_cross_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_mha_cross``: inputs the visible check leaves out."""
     generator = torch.Generator().manual_seed(21)
     attn = make_attention(12, 3, seed=22)
     _check_mha_case(fn, attn, torch.randn(2, 1, 12, generator=generator),
@@ -443,6 +447,7 @@ def check_static_cache(cls: Any) -> None:
 
 
 def check_static_cache_hidden(cls: Any) -> None:
+    """The hidden edge cases of ``check_static_cache``: inputs the visible check leaves out."""
     generator = torch.Generator().manual_seed(31)
     attn = make_attention(12, 3, seed=32)
     x, memory = torch.randn(3, 5, 12, generator=generator), torch.randn(3, 8, 12, generator=generator)
@@ -506,6 +511,7 @@ def check_growing_cache(cls: Any) -> None:
 
 
 def check_growing_cache_hidden(cls: Any) -> None:
+    """The hidden edge cases of ``check_growing_cache``: inputs the visible check leaves out."""
     generator = torch.Generator().manual_seed(41)
     _check_growing_case(cls, make_attention(12, 3, seed=42), torch.randn(3, 9, 12, generator=generator))
     _check_growing_case(cls, make_attention(8, 1, seed=43), torch.randn(1, 1, 8, generator=generator))  # 1 step
@@ -567,6 +573,7 @@ def check_decoder_step(fn: Callable) -> None:
 
 
 def check_decoder_step_hidden(fn: Callable) -> None:
+    """The hidden edge cases of ``check_decoder_step``: inputs the visible check leaves out."""
     generator = torch.Generator().manual_seed(51)
     layer = make_decoder_layer(12, 3, seed=52)
     x, memory = torch.randn(3, 8, 12, generator=generator), torch.randn(3, 4, 12, generator=generator)
