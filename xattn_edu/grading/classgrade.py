@@ -114,6 +114,7 @@ class StudentGrade:
 
     @classmethod
     def from_dict(cls, record: dict) -> StudentGrade:
+        """Rebuild a grade from its gradebook record (the inverse of ``to_dict``)."""
         exercises = tuple(ExerciseResult(**e) for e in record["exercises"])
         return cls(**{**record, "exercises": exercises})
 
@@ -129,10 +130,12 @@ class ClassReport:
     limits_in_force: dict = field(default_factory=dict)  # {"memory": bool, "processes": "cgroup"|"rlimit"|"none"}
 
     def to_dict(self) -> dict:
+        """JSON-ready summary of the run: chapter, output folder, counts and every student's grade."""
         return {"chapter": self.chapter, "out": str(self.out), "graded_now": self.graded_now,
                 "limits_in_force": self.limits_in_force, "students": [g.to_dict() for g in self.grades]}
 
     def table(self) -> str:
+        """A plain-text table: one row per student (score, status, reason)."""
         width = max([len("student"), *(len(g.student) for g in self.grades)])
         rows = [f"{self.chapter}: {len(self.grades)} students, {self.graded_now} graded now, results in {self.out}"]
         for g in self.grades:
@@ -387,6 +390,7 @@ class _Slot:
         self.in_force: dict = {}
 
     def ensure_worker(self) -> None:
+        """Start this slot's worker process unless one is already running."""
         if self.process is not None and self.process.poll() is None:
             return
         from xattn_edu.grading.grade_worker import command
@@ -406,6 +410,7 @@ class _Slot:
         self.in_force = self.connection.recv()["limits"]
 
     def start(self, job: Submission, chapter: str) -> None:
+        """Hand one submission to the worker and start its notebook clock."""
         self.ensure_worker()
         self.job = job
         self.started = time.monotonic()
@@ -415,9 +420,11 @@ class _Slot:
             pass  # the worker just died: the scheduler sees it and records the student as crashed
 
     def alive(self) -> bool:
+        """True while the worker process runs."""
         return self.process is not None and self.process.poll() is None
 
     def overdue(self) -> bool:
+        """True when the current notebook has run past the per-notebook time limit."""
         return time.monotonic() - self.started > self.limits.notebook_timeout
 
     def stop_worker(self) -> None:
@@ -432,6 +439,7 @@ class _Slot:
         self.process, self.connection, self.scratch = None, None, None
 
     def close(self) -> None:
+        """Ask the worker to finish (5 s grace), then stop it and release its process cage."""
         if self.connection is not None and self.alive():
             try:
                 self.connection.send(None)
