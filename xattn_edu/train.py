@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from xattn_edu import checkpoint
 from xattn_edu.batching import pad_batch, shard, token_batches
 from xattn_edu.corpus import Corpus, EncodedPairs, TextFiles, build_corpus, encode_pairs
+from xattn_edu.decode import translate_ids
 from xattn_edu.device import resolve_device
 from xattn_edu.errors import UserError
 from xattn_edu.model import Seq2Seq, Seq2SeqConfig
@@ -278,8 +279,6 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 def _exact_match(model: Seq2Seq, split: _Split, rows: list[int], tgt_tok) -> float:
     """Percentage of ``rows`` whose greedy translation equals the reference exactly."""
-    from xattn_edu.decode import translate_ids
-
     sources = [split.src[r, : split.src_len[r]].tolist() for r in rows]
     outputs = translate_ids(model, sources, bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id)
     references = [split.tgt[r, 1 : split.tgt_len[r]].tolist() for r in rows]  # without bos and eos

@@ -32,10 +32,6 @@ OVERFLOW_HINT = (
 AXIS_HINT = "Use the `axis` argument in np.max and np.sum, with keepdims=True."
 
 
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
 # ----------------------------------------------------------------------------- relevance_scores
 
 def _check_relevance_case(fn: Callable, query: np.ndarray, keys: np.ndarray) -> None:
@@ -56,14 +52,14 @@ def check_relevance(fn: Callable) -> None:
     """Visible: one query (d,) against a few keys (n, d) -> (n,)."""
     keys = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.0, -2.0]])
     _check_relevance_case(fn, np.array([1.0, 0.0, 2.0]), keys)
-    rng = _rng(0)
+    rng = np.random.default_rng(0)
     _check_relevance_case(fn, rng.standard_normal(5), rng.standard_normal((6, 5)))
     print(f"{student_name(fn)}: single-query checks passed.")
 
 
 def check_relevance_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_relevance``: inputs the visible check leaves out."""
-    rng = _rng(101)
+    rng = np.random.default_rng(101)
     _check_relevance_case(fn, rng.standard_normal(4), rng.standard_normal((1, 4)))  # a single key
     _check_relevance_case(fn, rng.standard_normal(1), rng.standard_normal((3, 1)))  # d = 1
     _check_relevance_case(fn, rng.standard_normal(64), rng.standard_normal((10, 64)))
@@ -73,14 +69,14 @@ def check_relevance_batch(fn: Callable) -> None:
     """Visible: a batch of queries (Tq, d) -> (Tq, n)."""
     keys = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.0, -2.0]])
     _check_relevance_case(fn, np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0]]), keys)
-    rng = _rng(1)
+    rng = np.random.default_rng(1)
     _check_relevance_case(fn, rng.standard_normal((3, 5)), rng.standard_normal((6, 5)))
     print(f"{student_name(fn)}: batch checks passed.")
 
 
 def check_relevance_batch_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_relevance_batch``: inputs the visible check leaves out."""
-    rng = _rng(102)
+    rng = np.random.default_rng(102)
     _check_relevance_case(fn, rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))  # Tq == n: transposing fits
     _check_relevance_case(fn, rng.standard_normal((1, 6)), rng.standard_normal((5, 6)))  # Tq = 1 stays 2-D
     _check_relevance_case(fn, rng.standard_normal((7, 2)), rng.standard_normal((1, 2)))
@@ -108,7 +104,7 @@ def _check_softmax_case(fn: Callable, scores: np.ndarray, axis: int | None, hint
 def check_softmax(fn: Callable) -> None:
     """Visible: moderate scores, 1-D and 2-D, default axis and axis=0."""
     _check_softmax_case(fn, np.array([1.0, 2.0, 3.0]), None)
-    rng = _rng(2)
+    rng = np.random.default_rng(2)
     scores = rng.standard_normal((3, 4)) * 2
     _check_softmax_case(fn, scores, None)
     _check_softmax_case(fn, scores, 0)
@@ -117,7 +113,7 @@ def check_softmax(fn: Callable) -> None:
 
 def check_softmax_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_softmax``: inputs the visible check leaves out."""
-    rng = _rng(103)
+    rng = np.random.default_rng(103)
     _check_softmax_case(fn, rng.standard_normal((2, 3, 4)), 1)
     _check_softmax_case(fn, rng.standard_normal((4, 4)), -2)
     _check_softmax_case(fn, rng.standard_normal((3, 3)), None)  # square: a wrong axis keeps the shape
@@ -144,7 +140,7 @@ def check_softmax_stability_hidden(fn: Callable) -> None:
     got = _check_softmax_case(fn, np.array([[1000.0, -np.inf, 999.0], [-np.inf, 2.0, -np.inf]]), None)
     if not (got[0, 1] == 0.0 and got[1, 0] == 0.0 and got[1, 2] == 0.0):
         raise AssertionError(f"{student_name(fn)} gives -inf scores a nonzero weight; exp(-inf) is exactly 0.")
-    _check_softmax_case(fn, _rng(104).standard_normal((2, 3, 5)) * 500, 2, OVERFLOW_HINT)
+    _check_softmax_case(fn, np.random.default_rng(104).standard_normal((2, 3, 5)) * 500, 2, OVERFLOW_HINT)
 
 
 # ----------------------------------------------------------------------------- soft_lookup
@@ -177,14 +173,14 @@ def check_soft_lookup(fn: Callable) -> None:
     keys = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
     values = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
     _check_soft_lookup_case(fn, np.array([2.0, 0.5]), keys, values)
-    rng = _rng(3)
+    rng = np.random.default_rng(3)
     _check_soft_lookup_case(fn, rng.standard_normal(4), rng.standard_normal((6, 4)), rng.standard_normal((6, 3)))
     print(f"{student_name(fn)}: single-query checks passed.")
 
 
 def check_soft_lookup_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_soft_lookup``: inputs the visible check leaves out."""
-    rng = _rng(105)
+    rng = np.random.default_rng(105)
     _check_soft_lookup_case(fn, rng.standard_normal(3), rng.standard_normal((1, 3)), rng.standard_normal((1, 2)))
     _check_soft_lookup_case(fn, rng.standard_normal(16), rng.standard_normal((10, 16)), rng.standard_normal((10, 5)))
     _check_soft_lookup_case(fn, 4 * rng.standard_normal(8), rng.standard_normal((5, 8)), rng.standard_normal((5, 1)))
@@ -195,14 +191,14 @@ def check_soft_lookup_batch(fn: Callable) -> None:
     keys = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
     values = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
     _check_soft_lookup_case(fn, np.array([[2.0, 0.5], [0.0, -1.0], [0.0, 0.0]]), keys, values)
-    rng = _rng(4)
+    rng = np.random.default_rng(4)
     _check_soft_lookup_case(fn, rng.standard_normal((5, 4)), rng.standard_normal((6, 4)), rng.standard_normal((6, 3)))
     print(f"{student_name(fn)}: batch checks passed.")
 
 
 def check_soft_lookup_batch_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_soft_lookup_batch``: inputs the visible check leaves out."""
-    rng = _rng(106)
+    rng = np.random.default_rng(106)
     _check_soft_lookup_case(fn, rng.standard_normal((4, 3)), rng.standard_normal((4, 3)),
                             rng.standard_normal((4, 2)))  # Tq == n: a wrong axis keeps every shape
     _check_soft_lookup_case(fn, rng.standard_normal((1, 5)), rng.standard_normal((3, 5)), rng.standard_normal((3, 4)))
@@ -212,9 +208,9 @@ def check_soft_lookup_batch_hidden(fn: Callable) -> None:
 # ----------------------------------------------------------------------------- orthogonal_query
 
 def _check_orthogonal_case(fn: Callable, keys: np.ndarray, seed: int) -> None:
-    values = _rng(seed + 1).standard_normal((keys.shape[0], 3))
+    values = np.random.default_rng(seed + 1).standard_normal((keys.shape[0], 3))
     what = f"`{fn.__name__}(keys, rng)` with keys {keys.shape}"
-    query = as_array(call_student(fn, keys, _rng(seed)), what)
+    query = as_array(call_student(fn, keys, np.random.default_rng(seed)), what)
     assert_shape(query, (keys.shape[1],), what, "The query lives in the same d-dimensional space as the keys.")
     assert_finite(query, what)
     norm = float(np.linalg.norm(query))
@@ -237,14 +233,14 @@ def _check_orthogonal_case(fn: Callable, keys: np.ndarray, seed: int) -> None:
 
 def check_orthogonal_query(fn: Callable) -> None:
     """Visible: 3 random keys in 5-D; the query is nonzero, orthogonal, gives uniform weights and the mean."""
-    _check_orthogonal_case(fn, _rng(5).standard_normal((3, 5)), seed=50)
+    _check_orthogonal_case(fn, np.random.default_rng(5).standard_normal((3, 5)), seed=50)
     _check_orthogonal_case(fn, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), seed=51)
     print(f"{student_name(fn)}: orthogonal, nonzero, uniform weights, output = mean of the values.")
 
 
 def check_orthogonal_query_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_orthogonal_query``: inputs the visible check leaves out."""
-    rng = _rng(107)
+    rng = np.random.default_rng(107)
     _check_orthogonal_case(fn, rng.standard_normal((1, 3)), seed=70)  # a single key
     _check_orthogonal_case(fn, rng.standard_normal((5, 6)), seed=71)  # n = d - 1: a one-dimensional answer
     basis = rng.standard_normal((3, 5))
@@ -255,7 +251,7 @@ def check_orthogonal_query_hidden(fn: Callable) -> None:
 def _check_impossible_case(fn: Callable, keys: np.ndarray) -> None:
     what = f"`{fn.__name__}(keys, rng)` with keys {keys.shape}"
     try:
-        result = call_student(fn, keys, _rng(0))
+        result = call_student(fn, keys, np.random.default_rng(0))
     except ValueError:
         return
     raise AssertionError(
@@ -272,7 +268,7 @@ def check_orthogonal_query_impossible(fn: Callable) -> None:
 
 def check_orthogonal_query_impossible_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_orthogonal_query_impossible``: inputs the visible check leaves out."""
-    rng = _rng(108)
+    rng = np.random.default_rng(108)
     _check_impossible_case(fn, rng.standard_normal((4, 4)))
     _check_impossible_case(fn, rng.standard_normal((6, 3)))  # more keys than dimensions
     _check_impossible_case(fn, 2 * np.eye(2) + 0.1 * rng.standard_normal((2, 2)))

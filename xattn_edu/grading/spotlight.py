@@ -66,10 +66,6 @@ OVERFLOW_HINT = ("scores / T gets huge for a small temperature and np.exp overfl
                  "subtract the largest scaled score of each row before np.exp, as in Chapter 1.")
 
 
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
 def _random_distributions(rng: np.random.Generator, shape: tuple[int, ...], spread: float = 1.0) -> np.ndarray:
     """Strictly positive distributions along the last axis (softmax of Gaussian scores)."""
     return softmax(spread * rng.standard_normal(shape), axis=-1)
@@ -104,13 +100,13 @@ def check_entropy(fn: Callable) -> None:
     """Visible: uniform, peaked and random positive weights, one distribution and a batch."""
     _check_entropy_case(fn, np.full(4, 0.25))  # uniform over 4 keys: log 4
     _check_entropy_case(fn, np.array([0.7, 0.2, 0.1]))
-    _check_entropy_case(fn, _random_distributions(_rng(20), (3, 5)))  # 3 queries, 5 keys -> shape (3,)
+    _check_entropy_case(fn, _random_distributions(np.random.default_rng(20), (3, 5)))  # 3 queries, 5 keys -> shape (3,)
     print(f"{student_name(fn)}: uniform = log n, peaked < log n, one entropy per row (nats).")
 
 
 def check_entropy_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_entropy``: inputs the visible check leaves out."""
-    rng = _rng(120)
+    rng = np.random.default_rng(120)
     _check_entropy_case(fn, _random_distributions(rng, (2, 3, 4), spread=3.0))  # (B, Tq, Tk) -> (B, Tq)
     _check_entropy_case(fn, _random_distributions(rng, (4, 4)))  # square: a wrong axis keeps the shape
     _check_entropy_case(fn, np.array([[1.0], [1.0]]))  # one key: entropy 0
@@ -128,7 +124,7 @@ def check_entropy_zeros(fn: Callable) -> None:
 
 def check_entropy_zeros_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_entropy_zeros``: inputs the visible check leaves out."""
-    rng = _rng(121)
+    rng = np.random.default_rng(121)
     masked = _random_distributions(rng, (2, 3, 5)) * (rng.random((2, 3, 5)) < 0.6)
     masked[..., 0] += 1e-3  # every row keeps a key
     _check_entropy_case(fn, masked / masked.sum(axis=-1, keepdims=True), ZERO_HINT)
@@ -161,14 +157,14 @@ def check_scaled_scores(fn: Callable) -> None:
     """Visible: one query and a batch of queries; the scores are divided by sqrt(d)."""
     keys = np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, -2.0, 0.0, 2.0]])
     _check_scaled_scores_case(fn, np.array([2.0, 0.0, 0.0, 2.0]), keys)  # d = 4: divide by 2
-    rng = _rng(21)
+    rng = np.random.default_rng(21)
     _check_scaled_scores_case(fn, rng.standard_normal((2, 16)), rng.standard_normal((5, 16)))
     print(f"{student_name(fn)}: scores divided by sqrt(d), shapes (n,) and (Tq, n).")
 
 
 def check_scaled_scores_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_scaled_scores``: inputs the visible check leaves out."""
-    rng = _rng(122)
+    rng = np.random.default_rng(122)
     _check_scaled_scores_case(fn, rng.standard_normal(256), rng.standard_normal((7, 256)))
     _check_scaled_scores_case(fn, rng.standard_normal((4, 9)), rng.standard_normal((4, 9)))  # Tq == n
     _check_scaled_scores_case(fn, rng.standard_normal((3, 2)), rng.standard_normal((1, 2)))  # one key
@@ -213,14 +209,14 @@ def check_temperature(fn: Callable) -> None:
     scores = np.array([2.0, 1.0, 0.0, -1.0])
     for temperature in (1.0, 0.5, 4.0):
         _check_temperature_case(fn, scores, temperature)
-    _check_temperature_case(fn, _rng(23).standard_normal((3, 5)), 2.0)  # one distribution per row
+    _check_temperature_case(fn, np.random.default_rng(23).standard_normal((3, 5)), 2.0)  # one distribution per row
     _check_rejects_temperature(fn, 0.0)
     print(f"{student_name(fn)}: softmax(scores / T) per row; T <= 0 raises ValueError.")
 
 
 def check_temperature_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_temperature``: inputs the visible check leaves out."""
-    rng = _rng(123)
+    rng = np.random.default_rng(123)
     _check_temperature_case(fn, rng.standard_normal((2, 3, 4)), 0.7)
     _check_temperature_case(fn, rng.standard_normal((4, 4)), 3.0)  # square: a wrong axis keeps the shape
     _check_temperature_case(fn, np.array([[0.3]]), 0.5)  # one key: weight 1
@@ -238,7 +234,7 @@ def check_temperature_extremes(fn: Callable) -> None:
 
 def check_temperature_extremes_hidden(fn: Callable) -> None:
     """The hidden edge cases of ``check_temperature_extremes``: inputs the visible check leaves out."""
-    rng = _rng(124)
+    rng = np.random.default_rng(124)
     _check_temperature_case(fn, rng.standard_normal((3, 6)), 1e-4, OVERFLOW_HINT)
     _check_temperature_case(fn, np.array([[2.0, 2.0, -1.0]]), 0.001, OVERFLOW_HINT)  # a tie shares the weight
     _check_temperature_case(fn, np.array([[-5.0, -6.0, -7.0]]), 0.002, OVERFLOW_HINT)  # every exp underflows
