@@ -10,7 +10,7 @@ import os
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import GetGrades
 
-from xattn_edu.grading.hide_hidden_tests import HideHiddenTests
+from xattn_edu.grader.hide_hidden_tests import HideHiddenTests
 
 c = get_config()  # noqa: F821  (nbgrader provides get_config when it loads this file)
 

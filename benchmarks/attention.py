@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from xattn_edu.attention import scaled_dot_product_attention
-from xattn_edu.device import default_device, hardware_info, resolve_device, synchronize
+from xattn_edu.common.device import default_device, hardware_info, resolve_device, synchronize
+from xattn_edu.nn.attention import scaled_dot_product_attention
 
 # (name, B, h, T, Dh)
 COURSE_SHAPES = [("course: B32 h4 T32 Dh32", 32, 4, 32, 32), ("course: B64 h8 T64 Dh64", 64, 8, 64, 64)]

@@ -27,11 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the catalogue of hostile submissions and its notebook helpers
 
-from hostile_catalogue import CATALOGUE, CHAPTER, HONEST, Place, write_class  # noqa: E402
-
-from xattn_edu.device import hardware_info  # noqa: E402
-from xattn_edu.grading.classgrade import Limits, grade_class  # noqa: E402
-from xattn_edu.grading.sandbox import process_limit_available  # noqa: E402
+from tests.helpers.hostile_catalogue import CATALOGUE, CHAPTER, HONEST, Place, write_class  # noqa: E402
+from xattn_edu.common.device import hardware_info  # noqa: E402
+from xattn_edu.grader.classgrade import Limits, grade_class  # noqa: E402
+from xattn_edu.grader.sandbox import process_limit_available  # noqa: E402
 
 
 def simulated_class(students: int) -> list:
@@ -47,8 +46,9 @@ def simulated_class(students: int) -> list:
 
 def kernel_floor(repeats: int) -> dict:
     """Seconds to start a python kernel and run Chapter 1's setup cell (imports), median of ``repeats``."""
-    from grading_helpers import cell_by_id, solution_notebook
     from jupyter_client.manager import start_new_kernel
+
+    from tests.helpers.grading import cell_by_id, solution_notebook
 
     setup = cell_by_id(solution_notebook(CHAPTER), "setup").source
     env = {**os.environ, "XATTN_FAST": "1", "OMP_NUM_THREADS": "1"}

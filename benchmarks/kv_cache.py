@@ -3,7 +3,7 @@
 Prints one JSON object: hardware, workload, and per (mode, output length) the median milliseconds per
 generated token (whole batch, encoder included) and the analytic attention projection GFLOPs, the
 speedup of both caches over none at each length, and the largest logit difference between cached
-decoding and the full forward pass. Same measurement as Chapter 3 (xattn_edu.experiments.kv_cache).
+decoding and the full forward pass. Same measurement as Chapter 3 (xattn_edu.chapters.two_modes.kv_cache).
 
     python benchmarks/kv_cache.py [--device cpu|cuda] [--repeats 5] [--threads 1] [--lengths 8 16 ... 256]
 """
@@ -16,8 +16,8 @@ import json
 
 import torch
 
-from xattn_edu.device import default_device, hardware_info, resolve_device
-from xattn_edu.experiments.kv_cache import LENGTHS, BenchConfig, measure_decoding
+from xattn_edu.chapters.two_modes.kv_cache import LENGTHS, BenchConfig, measure_decoding
+from xattn_edu.common.device import default_device, hardware_info, resolve_device
 
 
 def main() -> None:

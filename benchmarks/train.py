@@ -6,7 +6,7 @@
 Reports the wall time of the whole ``train`` call (corpus, tokenizers, training, periodic
 validation, checkpoints), the training-loop time alone, target tokens per second, the
 first validation step whose greedy exact match reached the goal, and the test-split
-scores of :func:`xattn_edu.evaluate.evaluate`. The 1-minute load average before and after
+scores of :func:`xattn_edu.translate.evaluate.evaluate`. The 1-minute load average before and after
 and the process's CPU seconds are recorded because on a shared machine other processes
 slow the run down (CPU seconds / threads approximates the wall time on an idle machine).
 """
@@ -23,9 +23,9 @@ import time
 
 import torch
 
-from xattn_edu.device import hardware_info, resolve_device
-from xattn_edu.evaluate import evaluate
-from xattn_edu.train import get_preset, train
+from xattn_edu.common.device import hardware_info, resolve_device
+from xattn_edu.translate.evaluate import evaluate
+from xattn_edu.translate.train import get_preset, train
 
 
 def main() -> None:

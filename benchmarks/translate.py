@@ -11,7 +11,7 @@ Prints one JSON object with up to three sections:
   are drawn uniformly from 6..26 tokens (seeded).
 * ``decode_checkpoint`` and ``evaluation`` (with ``--checkpoint DIR``): the
   same cached/uncached timing on the checkpoint's own test sentences (margin 10: outputs end
-  at the EOS the model predicts), then :func:`xattn_edu.evaluate.evaluate` greedy and with beam ``--beam``.
+  at the EOS the model predicts), then :func:`xattn_edu.translate.evaluate.evaluate` greedy and with beam ``--beam``.
 
     python benchmarks/translate.py [--device cpu|cuda] [--sentences N] [--repeats R]
         [--batch-size B] [--beam K] [--checkpoint DIR [--data-dir DIR]] [--skip-decode]
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import torch
 
-from xattn_edu.decode import translate_ids
-from xattn_edu.device import default_device, hardware_info, resolve_device, synchronize
-from xattn_edu.model import Seq2Seq
-from xattn_edu.tokenize import BOS_ID, EOS_ID
-from xattn_edu.train import get_preset
+from xattn_edu.common.device import default_device, hardware_info, resolve_device, synchronize
+from xattn_edu.nn.model import Seq2Seq
+from xattn_edu.translate.decode import translate_ids
+from xattn_edu.translate.tokenizers import BOS_ID, EOS_ID
+from xattn_edu.translate.train import get_preset
 
 VOCAB = 8000  # the multi30k preset's joint sentencepiece vocabulary
 
@@ -106,8 +106,8 @@ def decode_section(device: torch.device, n_sentences: int, repeats: int, batch_s
 def checkpoint_decode_section(directory: Path, device: torch.device, repeats: int, batch_size: int, beam: int,
                               n_sentences: int, data_dir: Path | None) -> dict:
     """Cached vs uncached decoding of a trained checkpoint's test sentences (they stop at their own EOS)."""
-    from xattn_edu.checkpoint import load_model
-    from xattn_edu.corpus import encode_source, load_splits
+    from xattn_edu.translate.checkpoint import load_model
+    from xattn_edu.translate.corpus import encode_source, load_splits
 
     loaded = load_model(directory, device)
     pairs = load_splits(loaded.train_config, data_dir=data_dir)["test"][:n_sentences]
@@ -126,7 +126,7 @@ def checkpoint_decode_section(directory: Path, device: torch.device, repeats: in
 def evaluation_section(directory: Path, device: torch.device, beam: int, batch_size: int,
                        data_dir: Path | None) -> list[dict]:
     """Greedy (and beam) evaluation of a checkpoint on its test split."""
-    from xattn_edu.evaluate import evaluate
+    from xattn_edu.translate.evaluate import evaluate
 
     return [
         evaluate(directory, beam_size=beam_size, device=device, batch_size=batch_size, data_dir=data_dir)[0].to_dict()

@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from xattn_edu.device import hardware_info
+from xattn_edu.common.device import hardware_info
 
 REPO = Path(__file__).resolve().parents[1]
 

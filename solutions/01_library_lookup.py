@@ -38,12 +38,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from xattn_edu import lookup as reference
-from xattn_edu.experiments import orthogonal_query as experiment
-from xattn_edu.grading import library_lookup as grading
-from xattn_edu.plots import attention_heatmap
-from xattn_edu.runtime import fast_mode
-from xattn_edu.widgets.library_lookup import SHELF, draw_shelf, lookup_view, make_lookup_widget
+from xattn_edu.chapters.library_lookup import checks as grading
+from xattn_edu.chapters.library_lookup import orthogonal_query as experiment
+from xattn_edu.chapters.library_lookup import reference
+from xattn_edu.chapters.library_lookup.widget import SHELF, draw_shelf, lookup_view, make_lookup_widget
+from xattn_edu.chapters.support.fast import fast_mode
+from xattn_edu.chapters.support.plots import attention_heatmap
 
 warnings.filterwarnings("ignore")
 np.set_printoptions(precision=3, suppress=True)
@@ -132,8 +132,8 @@ def relevance_scores(query, keys):
 # the result must have shape (n,) and match the dot products.
 grading.check_relevance(relevance_scores)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.library_lookup")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.library_lookup.checks")
 pristine.check_relevance(relevance_scores)
 pristine.check_relevance_hidden(relevance_scores)
 ### END HIDDEN TESTS
@@ -142,8 +142,8 @@ pristine.check_relevance_hidden(relevance_scores)
 # A batch of queries: shape (Tq, n), row t = query t. A transposed result is caught and explained.
 grading.check_relevance_batch(relevance_scores)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.library_lookup")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.library_lookup.checks")
 pristine.check_relevance_batch(relevance_scores)
 pristine.check_relevance_batch_hidden(relevance_scores)
 ### END HIDDEN TESTS
@@ -215,8 +215,8 @@ def stable_softmax(scores, axis=-1):
 # same shape as the input, matches the softmax formula, sums to 1 along the requested axis.
 grading.check_softmax(stable_softmax)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.library_lookup")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.library_lookup.checks")
 pristine.check_softmax(stable_softmax)
 pristine.check_softmax_hidden(stable_softmax)
 ### END HIDDEN TESTS
@@ -225,8 +225,8 @@ pristine.check_softmax_hidden(stable_softmax)
 # Scores near 1000 must not overflow (no nan or inf), and a -inf score gets weight exactly 0.
 grading.check_softmax_stability(stable_softmax)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.library_lookup")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.library_lookup.checks")
 pristine.check_softmax_stability(stable_softmax)
 pristine.check_softmax_stability_hidden(stable_softmax)
 ### END HIDDEN TESTS
@@ -263,8 +263,8 @@ def soft_lookup(query, keys, values):
 # One query: weights of shape (n,) that sum to 1, and an output of shape (d_v,).
 grading.check_soft_lookup(soft_lookup)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.library_lookup")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.library_lookup.checks")
 pristine.check_soft_lookup(soft_lookup)
 pristine.check_soft_lookup_hidden(soft_lookup)
 ### END HIDDEN TESTS
@@ -273,8 +273,8 @@ pristine.check_soft_lookup_hidden(soft_lookup)
 # A batch of queries: each query's weights sum to 1 over the keys, outputs have shape (Tq, d_v).
 grading.check_soft_lookup_batch(soft_lookup)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.library_lookup")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.library_lookup.checks")
 pristine.check_soft_lookup_batch(soft_lookup)
 pristine.check_soft_lookup_batch_hidden(soft_lookup)
 ### END HIDDEN TESTS
@@ -385,8 +385,8 @@ def orthogonal_query(keys, rng):
 # to every key, and the lookup must then give uniform weights 1/n and return the mean of the values.
 grading.check_orthogonal_query(orthogonal_query)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.library_lookup")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.library_lookup.checks")
 pristine.check_orthogonal_query(orthogonal_query)
 pristine.check_orthogonal_query_hidden(orthogonal_query)
 ### END HIDDEN TESTS
@@ -395,8 +395,8 @@ pristine.check_orthogonal_query_hidden(orthogonal_query)
 # Keys that span the whole space (here the 3 axes of 3-D space): no orthogonal query exists -> ValueError.
 grading.check_orthogonal_query_impossible(orthogonal_query)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.library_lookup")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.library_lookup.checks")
 pristine.check_orthogonal_query_impossible(orthogonal_query)
 pristine.check_orthogonal_query_impossible_hidden(orthogonal_query)
 ### END HIDDEN TESTS

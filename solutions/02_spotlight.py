@@ -44,16 +44,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from xattn_edu import attention, lookup
-from xattn_edu import spotlight as reference
-from xattn_edu.experiments import entropy as entropy_experiment
-from xattn_edu.experiments import scaling as scaling_experiment
-from xattn_edu.grading import spotlight as grading
-from xattn_edu.grading.fallback import prefer_mine
-from xattn_edu.masks import padding_mask
-from xattn_edu.plots import attention_heatmap
-from xattn_edu.runtime import fast_mode
-from xattn_edu.widgets.spotlight import make_spotlight_widget
+from xattn_edu.chapters.library_lookup import reference as lookup
+from xattn_edu.chapters.spotlight import checks as grading
+from xattn_edu.chapters.spotlight import entropy as entropy_experiment
+from xattn_edu.chapters.spotlight import reference
+from xattn_edu.chapters.spotlight import scaling as scaling_experiment
+from xattn_edu.chapters.spotlight.widget import make_spotlight_widget
+from xattn_edu.chapters.support.fallback import prefer_mine
+from xattn_edu.chapters.support.fast import fast_mode
+from xattn_edu.chapters.support.plots import attention_heatmap
+from xattn_edu.nn import attention
+from xattn_edu.nn.masks import padding_mask
 
 warnings.filterwarnings("ignore")
 np.set_printoptions(precision=3, suppress=True)
@@ -149,8 +150,8 @@ def attention_entropy(weights):
 # Natural log (nats), a minus sign, a sum over the last axis: each slip has its own message.
 grading.check_entropy(attention_entropy)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.spotlight")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.spotlight.checks")
 pristine.check_entropy(attention_entropy)
 pristine.check_entropy_hidden(attention_entropy)
 ### END HIDDEN TESTS
@@ -159,8 +160,8 @@ pristine.check_entropy_hidden(attention_entropy)
 # Weights of exactly 0: a one-hot row has entropy 0, [0.5, 0.5, 0, 0] has log 2, and nothing is nan.
 grading.check_entropy_zeros(attention_entropy)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.spotlight")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.spotlight.checks")
 pristine.check_entropy_zeros(attention_entropy)
 pristine.check_entropy_zeros_hidden(attention_entropy)
 ### END HIDDEN TESTS
@@ -220,8 +221,8 @@ def scaled_scores(query, keys):
 # Forgetting the scale, dividing by d, or dividing by the number of keys are each named in the message.
 grading.check_scaled_scores(scaled_scores)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.spotlight")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.spotlight.checks")
 pristine.check_scaled_scores(scaled_scores)
 pristine.check_scaled_scores_hidden(scaled_scores)
 ### END HIDDEN TESTS
@@ -364,8 +365,8 @@ def temperature_softmax(scores, temperature):
 # a temperature of 0 raises ValueError.
 grading.check_temperature(temperature_softmax)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.spotlight")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.spotlight.checks")
 pristine.check_temperature(temperature_softmax)
 pristine.check_temperature_hidden(temperature_softmax)
 ### END HIDDEN TESTS
@@ -374,8 +375,8 @@ pristine.check_temperature_hidden(temperature_softmax)
 # T = 0.001 must give (almost) the argmax without overflowing to nan; T = 1000 (almost) uniform weights.
 grading.check_temperature_extremes(temperature_softmax)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.spotlight")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.spotlight.checks")
 pristine.check_temperature_extremes(temperature_softmax)
 pristine.check_temperature_extremes_hidden(temperature_softmax)
 ### END HIDDEN TESTS
@@ -538,7 +539,7 @@ print("every key masked       :", torch.softmax(torch.full((1, 3), float("-inf")
 #
 # Useful: `tensor.transpose(-2, -1)`, `tensor.masked_fill(condition, value)`, `torch.softmax(x, dim=-1)`
 # (allowed here: you wrote a softmax already), `torch.nan_to_num`. Not allowed: the package's
-# `xattn_edu.attention` or `torch.nn.functional.scaled_dot_product_attention`.
+# `xattn_edu.nn.attention` or `torch.nn.functional.scaled_dot_product_attention`.
 
 # %% nbgrader={"grade": false, "grade_id": "masked_attention_solution", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def masked_attention(query, keys, values, mask=None):
@@ -567,8 +568,8 @@ def masked_attention(query, keys, values, mask=None):
 # softmax(q k^T / sqrt(D)). A missing or wrong scale is named in the message.
 grading.check_masked_attention(masked_attention)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.spotlight")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.spotlight.checks")
 pristine.check_masked_attention(masked_attention)
 pristine.check_masked_attention_hidden(masked_attention)
 ### END HIDDEN TESTS
@@ -578,8 +579,8 @@ pristine.check_masked_attention_hidden(masked_attention)
 # masked keys get weight exactly 0 and each row still sums to 1. Masking after the softmax is caught.
 grading.check_masked_attention_mask(masked_attention)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.spotlight")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.spotlight.checks")
 pristine.check_masked_attention_mask(masked_attention)
 pristine.check_masked_attention_mask_hidden(masked_attention)
 ### END HIDDEN TESTS
@@ -588,8 +589,8 @@ pristine.check_masked_attention_mask_hidden(masked_attention)
 # One query may attend to no key at all: its weights and output must be zeros, and nothing may be nan.
 grading.check_masked_attention_empty(masked_attention)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.spotlight")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.spotlight.checks")
 pristine.check_masked_attention_empty(masked_attention)
 pristine.check_masked_attention_empty_hidden(masked_attention)
 ### END HIDDEN TESTS

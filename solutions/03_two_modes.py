@@ -47,16 +47,16 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from xattn_edu import masks
-from xattn_edu.device import describe_device
-from xattn_edu.experiments import kv_cache as kv_experiment
-from xattn_edu.experiments.memory_padding import padding_sensitivity
-from xattn_edu.grading import two_modes as grading
-from xattn_edu.heads import MultiHeadAttention
-from xattn_edu.plots import attention_heatmap
-from xattn_edu.runtime import fast_mode
-from xattn_edu.widgets import two_modes as example
-from xattn_edu.widgets.two_modes import make_two_modes_widget
+from xattn_edu.chapters.support.fast import fast_mode
+from xattn_edu.chapters.support.plots import attention_heatmap
+from xattn_edu.chapters.two_modes import checks as grading
+from xattn_edu.chapters.two_modes import kv_cache as kv_experiment
+from xattn_edu.chapters.two_modes import widget as example
+from xattn_edu.chapters.two_modes.memory_padding import padding_sensitivity
+from xattn_edu.chapters.two_modes.widget import make_two_modes_widget
+from xattn_edu.common.device import describe_device
+from xattn_edu.nn import masks
+from xattn_edu.nn.heads import MultiHeadAttention
 
 warnings.filterwarnings("ignore")
 torch.manual_seed(0)
@@ -140,8 +140,8 @@ def padding_mask_from_lengths(lengths: torch.Tensor, max_len: int) -> torch.Tens
 print(padding_mask_from_lengths(torch.tensor([3, 1]), 4).int())
 grading.check_padding_mask(padding_mask_from_lengths)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.two_modes")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.two_modes.checks")
 pristine.check_padding_mask(padding_mask_from_lengths)
 pristine.check_padding_mask_hidden(padding_mask_from_lengths)
 ### END HIDDEN TESTS
@@ -179,8 +179,8 @@ def causal_mask(size: int) -> torch.Tensor:
 print(causal_mask(4)[0, 0].int())
 grading.check_causal_mask(causal_mask)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.two_modes")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.two_modes.checks")
 pristine.check_causal_mask(causal_mask)
 pristine.check_causal_mask_hidden(causal_mask)
 ### END HIDDEN TESTS
@@ -313,8 +313,8 @@ def multi_head_attention(x: torch.Tensor, attn: MultiHeadAttention, context: tor
 # way, missing output projection, inverted mask.
 grading.check_mha_self(multi_head_attention)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.two_modes")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.two_modes.checks")
 pristine.check_mha_self(multi_head_attention)
 pristine.check_mha_self_hidden(multi_head_attention)
 ### END HIDDEN TESTS
@@ -324,8 +324,8 @@ pristine.check_mha_self_hidden(multi_head_attention)
 # the queries' length; keys and values come from the context.
 grading.check_mha_cross(multi_head_attention)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.two_modes")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.two_modes.checks")
 pristine.check_mha_cross(multi_head_attention)
 pristine.check_mha_cross_hidden(multi_head_attention)
 ### END HIDDEN TESTS
@@ -503,8 +503,8 @@ class CrossAttentionCache:
 # (B, h, Tk, Dh), and attn.k_proj / attn.v_proj must run exactly once (inside fill).
 grading.check_static_cache(CrossAttentionCache)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.two_modes")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.two_modes.checks")
 pristine.check_static_cache(CrossAttentionCache)
 pristine.check_static_cache_hidden(CrossAttentionCache)
 ### END HIDDEN TESTS
@@ -553,8 +553,8 @@ class SelfAttentionCache:
 # self-attention over all 5 positions; each step projects only the new position.
 grading.check_growing_cache(SelfAttentionCache)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.two_modes")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.two_modes.checks")
 pristine.check_growing_cache(SelfAttentionCache)
 pristine.check_growing_cache_hidden(SelfAttentionCache)
 ### END HIDDEN TESTS
@@ -564,7 +564,7 @@ def incremental_decode(layer, x: torch.Tensor, memory: torch.Tensor, memory_mask
     """Run a DecoderLayer one position at a time with both caches.
 
     Args:
-        layer: xattn_edu.model.DecoderLayer (eval mode).
+        layer: xattn_edu.nn.model.DecoderLayer (eval mode).
         x: (B, T, D) decoder inputs of all T steps.
         memory: (B, Tk, D) encoder output; memory_mask: (B, 1, 1, Tk), True = real token.
 
@@ -589,8 +589,8 @@ def incremental_decode(layer, x: torch.Tensor, memory: torch.Tensor, memory_mask
 # layer(x, memory, causal mask, memory_mask), and must feed one position per step.
 grading.check_decoder_step(incremental_decode)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.grading.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.grading.two_modes")
+from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
+pristine = fresh("xattn_edu.chapters.two_modes.checks")
 pristine.check_decoder_step(incremental_decode)
 pristine.check_decoder_step_hidden(incremental_decode)
 ### END HIDDEN TESTS
@@ -614,7 +614,7 @@ make_two_modes_widget()
 # %% [markdown]
 # ## 7. Measure it: identical logits, fewer FLOPs, less time
 #
-# The package's `xattn_edu.experiments.kv_cache` decodes with a small untrained `Seq2Seq` model
+# The package's `xattn_edu.chapters.two_modes.kv_cache` decodes with a small untrained `Seq2Seq` model
 # (untrained is fine: speed and equivalence do not depend on the weights) in four ways: no cache,
 # only the static cross-attention cache, only the growing self-attention cache, and both.
 #

@@ -2,7 +2,7 @@
 
 Each subcommand lives in the module that implements its idea; this file only wires
 argument parsing to those modules and imports them lazily, so ``xattn --help`` is fast.
-Errors that a user can fix (:class:`xattn_edu.errors.UserError`) are printed as one line
+Errors that a user can fix (:class:`xattn_edu.common.errors.UserError`) are printed as one line
 and exit with status 2; they never show a traceback.
 """
 
@@ -12,11 +12,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from xattn_edu.errors import UserError
+from xattn_edu.common.errors import UserError
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from xattn_edu.info import describe
+    from xattn_edu.common.info import describe
 
     print(describe())
     return 0
@@ -36,7 +36,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     _skip_iri_grammars()
     from pathlib import Path
 
-    from xattn_edu.build import build
+    from xattn_edu.grader.build import build
 
     out = Path(args.out) if args.out else None
     source = Path(args.nbgrader_source) if args.nbgrader_source else None
@@ -51,7 +51,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from xattn_edu.grading.selfgrade import grade_notebook
+    from xattn_edu.grader.selfgrade import grade_notebook
 
     solutions = Path(args.solutions) if args.solutions else None
     report = grade_notebook(args.notebook, html=args.html, timeout=args.timeout, solutions=solutions)
@@ -66,7 +66,7 @@ def _cmd_grade_class(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from xattn_edu.grading.classgrade import Limits, grade_class
+    from xattn_edu.grader.classgrade import Limits, grade_class
 
     given = {"workers": args.workers, "cell_timeout": args.cell_timeout, "notebook_timeout": args.notebook_timeout,
              "memory_mb": args.memory_mb, "max_processes": args.max_processes}
@@ -82,7 +82,7 @@ def _cmd_grade_class(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from xattn_edu.evaluate import evaluate
+    from xattn_edu.translate.evaluate import evaluate
 
     report, _ = evaluate(args.dir, split=args.split, beam_size=args.beam, device=args.device,
                          batch_size=args.batch_size, data_dir=args.data_dir)  # fmt: skip
@@ -91,9 +91,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
-    from xattn_edu.checkpoint import load_model
-    from xattn_edu.device import resolve_device
-    from xattn_edu.evaluate import translate_texts
+    from xattn_edu.common.device import resolve_device
+    from xattn_edu.translate.checkpoint import load_model
+    from xattn_edu.translate.evaluate import translate_texts
 
     sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     loaded = load_model(args.dir, resolve_device(args.device))
@@ -104,18 +104,18 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 
 def _cmd_data(args: argparse.Namespace) -> int:
     if args.dataset == "multi30k":
-        from xattn_edu.data import multi30k
+        from xattn_edu.translate.data import multi30k
 
         print(multi30k.download(cache_dir=args.cache_dir))
         return 0
-    from xattn_edu.data.synthetic import generate, show_pair
+    from xattn_edu.translate.data.synthetic import generate, show_pair
 
     print("\n\n".join(show_pair(pair) for pair in generate(args.n, seed=args.seed)))
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from xattn_edu.train import config_from_args, train
+    from xattn_edu.translate.train import config_from_args, train
 
     cfg, text_files = config_from_args(args)
     train(cfg, args.out, device=args.device, data_dir=args.data_dir, text_files=text_files, resume=args.resume,

@@ -1,0 +1,227 @@
+"""Class grading: finding submissions, the gradebook, limits, idempotent and resumable runs, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.grading import release_notebook, replace_solution, solution_notebook, write_notebook
+from xattn_edu.common.errors import UserError
+from xattn_edu.grader.build import notebook_bytes
+from xattn_edu.grader.classgrade import (
+    Gradebook,
+    Limits,
+    StudentGrade,
+    feedback_name,
+    find_submissions,
+    grade_class,
+    summary_html,
+)
+from xattn_edu.grader.sandbox import Cage, process_limit_available
+from xattn_edu.grader.selfgrade import ExerciseResult
+
+CHAPTER = "01_library_lookup"
+LIMITS = Limits(workers=2, cell_timeout=30, notebook_timeout=300, memory_mb=3072)
+
+
+# ----------------------------------------------------------------------------- finding submissions (fast)
+
+def test_a_folder_per_student_picks_the_chapter_notebook_or_the_only_one(tmp_path):
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / f"{CHAPTER}.ipynb").write_text("A")
+    (tmp_path / "ann" / "scratch.ipynb").write_text("scratch")
+    (tmp_path / "ann" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "ann" / ".ipynb_checkpoints" / f"{CHAPTER}-checkpoint.ipynb").write_text("old")
+    (tmp_path / "ben" / "work").mkdir(parents=True)
+    (tmp_path / "ben" / "work" / "my attempt.ipynb").write_text("B")
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.ipynb").write_text("1")
+    (tmp_path / "cat" / "b.ipynb").write_text("2")
+    (tmp_path / "dan").mkdir()
+    found = {s.student: s for s in find_submissions(CHAPTER, tmp_path)}
+    assert found["ann"].content == b"A"
+    assert found["ben"].content == b"B"
+    assert found["cat"].content is None and "2 notebooks, none named" in found["cat"].reason
+    assert "dan" not in found  # a folder without notebooks is nobody's submission
+
+
+def test_an_lms_zip_gives_students_by_login_and_takes_the_latest_resubmission(tmp_path):
+    archive = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"smithj_12345_67890_{CHAPTER}.ipynb", "first")
+        zf.writestr(f"smithj_12345_67891_{CHAPTER}-1.ipynb", "second")
+        zf.writestr(f"doea_LATE_222_333_{CHAPTER}.ipynb", "late")
+        zf.writestr(f"__MACOSX/._smithj_12345_67890_{CHAPTER}.ipynb", "junk")
+        zf.writestr("readme.txt", "not a notebook")
+    found = {s.student: s.content for s in find_submissions(CHAPTER, archive)}
+    assert found == {"smithj": b"second", "doea": b"late"}
+
+
+def test_loose_lms_files_in_a_folder_are_read_like_a_zip(tmp_path):
+    (tmp_path / f"smithj_12345_67890_{CHAPTER}.ipynb").write_text("S")
+    assert [(s.student, s.content) for s in find_submissions(CHAPTER, tmp_path)] == [("smithj", b"S")]
+
+
+def test_a_missing_or_unreadable_submissions_path_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        find_submissions(CHAPTER, tmp_path / "nope")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(UserError, match="not a folder and not a zip"):
+        find_submissions(CHAPTER, tmp_path / "file.txt")
+
+
+# ----------------------------------------------------------------------------- results (fast)
+
+def _grade(student: str, score: float) -> StudentGrade:
+    exercises = (ExerciseResult("a_tests", score, 1.0, "" if score else "wrong <b>axis</b>"),)
+    return StudentGrade(student, "graded", score, 1.0, exercises, "", "x", "sha", "master", 1.0)
+
+
+def test_the_gradebook_survives_a_line_cut_short_and_keeps_the_latest_record(tmp_path):
+    path = tmp_path / "gradebook.jsonl"
+    book = Gradebook(path, CHAPTER)
+    book.add(_grade("ann", 0.0))
+    book.add(_grade("ann", 1.0))
+    book.add(_grade("ben", 1.0))
+    with open(path, "a") as handle:
+        handle.write('{"chapter": "01_library_lookup", "student": "cut')  # a kill in the middle of a write
+    again = Gradebook(path, CHAPTER)
+    assert {s: g.score for s, g in again.records.items()} == {"ann": 1.0, "ben": 1.0}
+    assert Gradebook(path, "02_spotlight").records == {}
+    again.rewrite()
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_feedback_names_are_safe_and_distinct_and_the_summary_is_escaped():
+    assert feedback_name("ann") == "ann.html"
+    assert feedback_name("../etc/passwd").startswith("_etc_passwd-")
+    assert feedback_name("a b") != feedback_name("a_b")
+    page = summary_html(_grade("<script>", 0.0))
+    assert "<script>" not in page and "wrong &lt;b&gt;axis&lt;/b&gt;" in page
+
+
+@pytest.mark.skipif(not process_limit_available(), reason="root without a writable pids cgroup: no process limit")
+def test_the_cage_stops_a_fork_loop_at_its_process_limit():
+    code = (
+        "import os, resource, sys, time\n"
+        "from xattn_edu.grader.sandbox import limit_this_process\n"
+        "limit_this_process(None, 20)\n"
+        "n = 0\n"
+        "try:\n"
+        "    for _ in range(10_000):\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(2)\n"
+        "            os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print(n)\n"
+    )
+    cage = Cage(f"xattn-grade-{os.getpid()}-test", 20)
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)\n" + code],
+                               stdout=subprocess.PIPE, text=True)
+    cage.add(process.pid)
+    try:
+        forked = int(process.communicate(timeout=60)[0])
+    finally:
+        cage.close()
+    assert 0 < forked < 20
+
+
+# ----------------------------------------------------------------------------- grading runs (seconds each)
+
+def _class(folder: Path) -> dict[str, int]:
+    """Three students: full marks, the untouched release, a softmax that overflows. Returns their scores."""
+    write_notebook(solution_notebook(CHAPTER), folder / "ann" / f"{CHAPTER}.ipynb")
+    write_notebook(release_notebook(CHAPTER), folder / "ben" / "whatever-name.ipynb")
+    naive = replace_solution(solution_notebook(CHAPTER), "softmax_solution",
+                             "exps = np.exp(scores)\nreturn exps / np.sum(exps, axis=axis, keepdims=True)")
+    write_notebook(naive, folder / "cat" / f"{CHAPTER}.ipynb")
+    return {"ann": 10, "ben": 0, "cat": 8}
+
+
+def _scores(report) -> dict[str, float]:
+    return {g.student: g.score for g in report.grades}
+
+
+@pytest.mark.slow
+def test_a_rerun_grades_nothing_again_unless_a_file_changed_or_regrade_is_asked(tmp_path):
+    expected = _class(tmp_path / "in")
+    first = grade_class(CHAPTER, tmp_path / "in", tmp_path / "out", limits=LIMITS, progress=False)
+    assert _scores(first) == expected and first.graded_now == 3
+    with open(tmp_path / "out" / "grades.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["student"] for r in rows] == ["ann", "ben", "cat"]
+    assert rows[2]["softmax_stability_tests"] == "0" and rows[2]["softmax_tests"] == "1"
+    assert "np.exp overflows" in rows[2]["reason"] and rows[2]["status"] == "graded"
+    page = (tmp_path / "out" / "feedback" / "cat.html").read_text()
+    assert "np.exp overflows" in page and "check_softmax_stability_hidden" not in page
+
+    again = grade_class(CHAPTER, tmp_path / "in", tmp_path / "out", limits=LIMITS, progress=False)
+    assert again.graded_now == 0 and again.grades == first.grades
+
+    write_notebook(solution_notebook(CHAPTER), tmp_path / "in" / "cat" / f"{CHAPTER}.ipynb")
+    changed = grade_class(CHAPTER, tmp_path / "in", tmp_path / "out", limits=LIMITS, progress=False)
+    assert changed.graded_now == 1 and _scores(changed) == {**expected, "cat": 10}
+
+
+@pytest.mark.slow
+def test_a_run_killed_midway_resumes_and_grades_each_student_once(tmp_path):
+    expected = _class(tmp_path / "in")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "xattn_edu.cli", "grade-class", CHAPTER, str(tmp_path / "in"), "--out", str(out),
+               "--workers", "1", "--no-progress", "--json"]
+    gradebook = out / "gradebook.jsonl"
+    killed = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (gradebook.is_file() and gradebook.read_text().count("\n") >= 1):
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    done_before = {json.loads(line)["student"] for line in gradebook.read_text().splitlines()}
+    assert 1 <= len(done_before) < 3
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert report["graded_now"] == 3 - len(done_before)
+    assert {s["student"]: s["score"] for s in report["students"]} == expected
+    assert len(gradebook.read_text().splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_a_notebook_past_the_notebook_limit_is_stopped_and_the_next_one_is_graded(tmp_path):
+    looping = replace_solution(solution_notebook(CHAPTER), "soft_lookup_solution", "while True:\n    pass")
+    write_notebook(looping, tmp_path / "in" / "a_loops" / f"{CHAPTER}.ipynb")
+    write_notebook(solution_notebook(CHAPTER), tmp_path / "in" / "b_honest" / f"{CHAPTER}.ipynb")
+    limits = Limits(workers=1, cell_timeout=60, notebook_timeout=20, memory_mb=3072)
+    report = grade_class(CHAPTER, tmp_path / "in", tmp_path / "out", limits=limits, progress=False)
+    loops, honest = report.grades
+    assert (loops.status, loops.score) == ("timeout", 0) and "longer than 20 s" in loops.reason
+    assert (honest.status, honest.score) == ("graded", 10)
+
+
+def test_the_cli_refuses_an_unknown_chapter_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "xattn_edu.cli", "grade-class", "99_nothing", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "99_nothing" in result.stderr
+
+
+def test_a_notebook_is_refused_when_the_file_is_too_big_to_be_a_notebook(tmp_path, monkeypatch):
+    import xattn_edu.grader.classgrade as classgrade
+
+    monkeypatch.setattr(classgrade, "MAX_NOTEBOOK_BYTES", 10)
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / f"{CHAPTER}.ipynb").write_bytes(notebook_bytes(solution_notebook(CHAPTER)))
+    [submission] = find_submissions(CHAPTER, tmp_path)
+    assert submission.content is None and "larger than" in submission.reason

@@ -1,0 +1,141 @@
+"""`xattn grade`: offline self-grading with hidden tests, on the fixture chapters (and real ones)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import nbformat
+import pytest
+
+from tests.helpers.grading import (
+    FIXTURE_SOLUTIONS,
+    cell_by_id,
+    delete_cell,
+    grade,
+    release_notebook,
+    replace_cell,
+    replace_solution,
+    solution_notebook,
+    write_notebook,
+)
+from xattn_edu.cli import main
+from xattn_edu.common.errors import UserError
+from xattn_edu.grader.selfgrade import grade_notebook, repair_metadata
+
+CHAPTER = "00_fixture"
+
+
+@pytest.fixture(scope="module")
+def release():
+    return release_notebook(CHAPTER, FIXTURE_SOLUTIONS)
+
+
+def _scores(report):
+    return {e.grade_id: (e.score, e.max_score) for e in report.exercises}
+
+
+def _reasons(report):
+    return {e.grade_id: e.reason for e in report.exercises}
+
+
+def test_solution_scores_full_marks_via_cli_json_and_file_is_untouched(tmp_path, capsys):
+    path = write_notebook(solution_notebook(CHAPTER, FIXTURE_SOLUTIONS), tmp_path / f"{CHAPTER}.ipynb")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    status = main(["grade", str(path), "--json", "--solutions", str(FIXTURE_SOLUTIONS)])
+    out = capsys.readouterr().out
+    assert status == 0
+    result = json.loads(out)  # exactly one JSON object on stdout
+    assert result == {
+        "chapter": CHAPTER,
+        "score": 5.0,
+        "max_score": 5.0,
+        "exercises": [
+            {"grade_id": "add_tests", "score": 2.0, "max_score": 2.0, "reason": ""},
+            {"grade_id": "norm_tests", "score": 3.0, "max_score": 3.0, "reason": ""},
+        ],
+    }
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_untouched_release_scores_zero_with_not_implemented(release, tmp_path, capsys):
+    path = write_notebook(release, tmp_path / "my_copy.ipynb")
+    assert main(["grade", str(path), "--solutions", str(FIXTURE_SOLUTIONS)]) == 0
+    table = capsys.readouterr().out
+    assert "not implemented yet" in table
+    assert "0 / 5" in table.splitlines()[-1]
+
+
+def test_hidden_failure_restored_tests_and_feedback_without_hidden_code(tmp_path):
+    nb = solution_notebook(CHAPTER, FIXTURE_SOLUTIONS)
+    nb = replace_solution(nb, "add_solution", "return abs(a) + abs(b)")  # passes visible, fails hidden
+    nb = replace_solution(nb, "norm_solution", "return x + y")  # wrong
+    nb = replace_cell(nb, "norm_tests", "pass  # the student emptied the locked test cell")
+    html = tmp_path / "feedback" / "fb.html"
+    report = grade(nb, CHAPTER, tmp_path, solutions=FIXTURE_SOLUTIONS, html=html)
+    assert _scores(report) == {"add_tests": (0.0, 2.0), "norm_tests": (0.0, 3.0)}
+    assert _reasons(report) == {
+        "add_tests": "add must handle negative numbers",  # the hidden test's message
+        "norm_tests": "norm(3, 4) should be 5",  # the restored visible test ran
+    }
+    feedback = html.read_text()
+    assert "add must handle negative numbers" in feedback  # the verdict is shown...
+    source = (FIXTURE_SOLUTIONS / f"{CHAPTER}.py").read_text()
+    hidden = source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+    assert "fixture-hidden-add" in hidden
+    for marker in ("fixture-hidden-add", "fixture-hidden-norm", "BEGIN HIDDEN TESTS", "add(-4, 4)"):
+        assert marker not in feedback  # ...but not the hidden code, nor a traceback quoting it
+
+
+def test_deleted_test_cell_old_metadata_stderr_and_timeouts(tmp_path):
+    nb = solution_notebook(CHAPTER, FIXTURE_SOLUTIONS)
+    nb = delete_cell(nb, "add_tests")
+    nb = replace_solution(nb, "add_solution", 'import sys\nprint("debugging", file=sys.stderr)\nreturn a + b')
+    nb = replace_solution(nb, "norm_solution", "import time\ntime.sleep(60)")
+    del cell_by_id(nb, "setup").metadata["nbgrader"]["schema_version"]  # would abort plain nbgrader
+    report = grade(nb, CHAPTER, tmp_path, solutions=FIXTURE_SOLUTIONS, timeout=3)
+    assert _scores(report) == {"add_tests": (0.0, 2.0), "norm_tests": (0.0, 3.0)}
+    reasons = _reasons(report)
+    assert reasons["add_tests"] == "the cell wrote to stderr, which scores 0: debugging"
+    assert reasons["norm_tests"] == "cell timed out"
+
+
+def test_repair_metadata_restores_known_ids_and_drops_unknown(release):
+    master = solution_notebook(CHAPTER, FIXTURE_SOLUTIONS)
+    student = copy.deepcopy(release)
+    assert not repair_metadata(student, master)  # a valid notebook is left alone
+    cell_by_id(student, "add_tests").metadata["nbgrader"] = {"grade_id": "add_tests", "grade": True}
+    student.cells[0].metadata["nbgrader"] = {}
+    assert repair_metadata(student, master)
+    assert cell_by_id(student, "add_tests").metadata["nbgrader"] == cell_by_id(master, "add_tests").metadata["nbgrader"]
+    assert "nbgrader" not in student.cells[0].metadata
+
+
+def test_rejects_missing_corrupt_foreign_and_mislabelled_notebooks(tmp_path):
+    def rejects(path, message):
+        with pytest.raises(UserError, match=message):
+            grade_notebook(path, solutions=FIXTURE_SOLUTIONS)
+
+    rejects(tmp_path / "nope.ipynb", "no such file")
+    (tmp_path / "corrupt.ipynb").write_text('{"cells": [')
+    rejects(tmp_path / "corrupt.ipynb", "not a notebook")
+    (tmp_path / "list.ipynb").write_text("[1, 2]")
+    rejects(tmp_path / "list.ipynb", "not a Jupyter notebook")
+    foreign = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    rejects(write_notebook(foreign, tmp_path / "foreign.ipynb"), "not a notebook of this course")
+    solution = solution_notebook(CHAPTER, FIXTURE_SOLUTIONS)
+    rejects(write_notebook(solution, tmp_path / "01_fixture_two.ipynb"), "file name says chapter 01_fixture_two")
+    solution.metadata["xattn"]["chapter"] = "01_fixture_two"
+    rejects(write_notebook(solution, tmp_path / "renamed.ipynb"), "metadata says chapter 01_fixture_two")
+
+
+def test_cli_prints_one_line_and_exits_2_on_user_error(tmp_path, cli_user_error):
+    (tmp_path / "corrupt.ipynb").write_text("not json at all")
+    cli_user_error("grade", str(tmp_path / "corrupt.ipynb"), "--solutions", str(FIXTURE_SOLUTIONS))
+
+
+def test_a_dead_kernel_is_a_user_error(tmp_path):
+    nb = replace_solution(solution_notebook(CHAPTER, FIXTURE_SOLUTIONS), "norm_solution", "import os\nos._exit(1)")
+    with pytest.raises(UserError, match="the kernel died"):
+        grade(nb, CHAPTER, tmp_path, solutions=FIXTURE_SOLUTIONS)

@@ -1,0 +1,323 @@
+"""Hostile and broken submissions of Chapter 1, each with the outcome the class grader must give it.
+
+Every case is built from the chapter's solution notebook by editing cells (``grading_helpers``).
+``tests/test_hostile.py`` grades them (a reduced set by default, all of them in a slow test) in one
+``grade_class`` run beside honest submissions; ``benchmarks/grading.py`` mixes them into a simulated
+class. A case names the exercises it must lose; every other exercise must keep its full points.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from tests.helpers.grading import (
+    cell_by_id,
+    delete_cell,
+    points_of,
+    release_notebook,
+    replace_cell,
+    replace_solution,
+    solution_notebook,
+)
+from xattn_edu.grader.build import notebook_bytes
+
+CHAPTER = "01_library_lookup"
+POINTS = points_of(CHAPTER)  # {grade_id: points}, read from the chapter source
+RELEVANCE = {"relevance_tests", "relevance_batch_tests"}
+SOFTMAX = {"softmax_tests", "softmax_stability_tests"}
+SOFT_LOOKUP = {"soft_lookup_tests", "soft_lookup_batch_tests"}
+ORTHOGONAL = {"orthogonal_query_tests", "orthogonal_impossible_tests"}
+EVERYTHING = set(POINTS)
+
+NAIVE_SOFTMAX = """
+exps = np.exp(scores)
+return exps / np.sum(exps, axis=axis, keepdims=True)
+"""
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the class is graded: a vandal's code needs the paths it attacks."""
+
+    submissions: Path  # folder with one sub-folder per student
+    out: Path  # grade-class results folder
+
+
+@dataclass(frozen=True)
+class Case:
+    """One submission and its expected outcome."""
+
+    student: str  # the sub-folder name
+    make: Callable[[Place], bytes]  # the notebook file's content
+    lost: set[str] = field(default_factory=set)  # exercises that must score 0 (all others: full points)
+    status: str = "graded"  # expected grade-class status
+    reason: str = ""  # a fragment the recorded reason must contain
+    full: bool = False  # only in the full (slow) catalogue
+    needs_process_limit: bool = False  # only where a process limit is in force
+
+    def expected_scores(self) -> dict[str, float]:
+        lost = EVERYTHING if self.status != "graded" else self.lost
+        return {grade_id: 0.0 if grade_id in lost else float(points) for grade_id, points in POINTS.items()}
+
+
+def _solution():
+    return solution_notebook(CHAPTER)
+
+
+def _bytes(notebook) -> bytes:
+    return notebook_bytes(notebook)
+
+
+def _append_to_cell(notebook, grade_id: str, code: str):
+    result = copy.deepcopy(notebook)
+    cell = cell_by_id(result, grade_id)
+    cell.source = cell.source.rstrip("\n") + "\n\n" + code.strip("\n") + "\n"
+    return result
+
+
+def _tampered_tests(place: Place) -> bytes:
+    # relevance + 1: wrong scores, yet the softmax is shift-invariant, so soft_lookup still passes
+    notebook = replace_solution(_solution(), "relevance_solution", "return query @ keys.T + 1")
+    notebook = replace_cell(notebook, "relevance_tests", "pass")
+    return _bytes(delete_cell(notebook, "relevance_batch_tests"))
+
+
+def _duplicated_grade_id(place: Place) -> bytes:
+    # The student copied a test cell (as the release shows it: visible tests only) and emptied the original.
+    notebook = replace_solution(_solution(), "softmax_solution", NAIVE_SOFTMAX)
+    stability = cell_by_id(notebook, "softmax_stability_tests")
+    copied = copy.deepcopy(stability)
+    copied.source = stability.source.split("### BEGIN HIDDEN TESTS")[0].rstrip("\n")
+    copied.id = "copied-cell"
+    stability.source = "pass"
+    notebook.cells.insert(notebook.cells.index(stability) + 1, copied)
+    return _bytes(notebook)
+
+
+def _reference_direct(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "softmax_solution", "return reference.softmax(scores, axis=axis)"))
+
+
+def _reference_alias(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "relevance_solution", """
+        from xattn_edu.chapters.library_lookup.reference import relevance_scores as scores_of
+        return scores_of(query, keys)
+    """))
+
+
+def _reference_importlib(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "orthogonal_solution", """
+        import importlib
+        return importlib.import_module("xattn_edu.chapters.library_lookup.reference").orthogonal_query(keys, rng)
+    """))
+
+
+def _patched_checks(place: Place) -> bytes:
+    # A naive softmax (overflows near 1000), then the checks that would catch it replaced by no-ops, the
+    # reference swapped for the naive one, and the guard switched off; plus a reference call for relevance.
+    notebook = replace_solution(_solution(), "softmax_solution", NAIVE_SOFTMAX)
+    notebook = replace_solution(notebook, "relevance_solution", "return reference.relevance_scores(query, keys)")
+    return _bytes(_append_to_cell(notebook, "softmax_solution", """
+import xattn_edu.chapters.support.guard
+import xattn_edu.chapters.library_lookup.checks
+import xattn_edu.chapters.library_lookup.reference
+
+xattn_edu.chapters.library_lookup.checks.check_softmax_stability = lambda fn: None
+xattn_edu.chapters.library_lookup.checks.check_softmax_stability_hidden = lambda fn: None
+xattn_edu.chapters.library_lookup.reference.softmax = stable_softmax
+xattn_edu.chapters.support.guard.forbid_reference.__enter__ = lambda self: self
+xattn_edu.chapters.support.guard.forbid_reference.__exit__ = lambda self, *exc: False
+"""))
+
+
+def _patched_builtins(place: Place) -> bytes:
+    notebook = replace_solution(_solution(), "softmax_solution", NAIVE_SOFTMAX)
+    return _bytes(_append_to_cell(notebook, "softmax_solution", """
+import builtins
+
+builtins.AssertionError = type("AssertionError", (Warning,), {})
+builtins.print = lambda *args, **kwargs: None
+"""))
+
+
+def _fake_pass(place: Place) -> bytes:
+    notebook = release_notebook(CHAPTER)
+    for grade_id in ("relevance_solution", "softmax_solution", "soft_lookup_solution", "orthogonal_solution"):
+        notebook = replace_solution(notebook, grade_id, 'print("All tests passed! 10 / 10")\nreturn None')
+    return _bytes(notebook)
+
+
+def _sys_exit(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "softmax_solution", "import sys\nsys.exit(0)"))
+
+
+def _keyboard_interrupt(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "relevance_solution", "raise KeyboardInterrupt"))
+
+
+def _os_exit(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "orthogonal_solution", "import os\nos._exit(1)"))
+
+
+def _infinite_loop(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "soft_lookup_solution", "while True:\n    pass"))
+
+
+def _unstoppable_loop(place: Place) -> bytes:
+    # Swallows the interrupt nbgrader sends at the cell timeout: nbclient gives up on the whole notebook.
+    return _bytes(_append_to_cell(_solution(), "orthogonal_solution", """
+import time
+
+while True:
+    try:
+        time.sleep(0.5)
+    except BaseException:
+        pass
+"""))
+
+
+def _memory_bomb(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "softmax_solution", """
+blocks = []
+while True:
+    blocks.append(bytearray(256 << 20))  # 256 MiB at a time, until the address-space limit says no
+"""))
+
+
+def _fork_bomb(place: Place) -> bytes:
+    # Bounded (10k forks, children exit after 3 s) so that a machine without a process limit survives it.
+    return _bytes(replace_solution(_solution(), "relevance_solution", """
+import os
+import time
+for _ in range(10_000):
+    if os.fork() == 0:
+        time.sleep(3)
+        os._exit(0)
+return query @ keys.T
+"""))
+
+
+def _vandal(place: Place) -> bytes:
+    # A correct notebook whose last solution cell attacks the grader's results and the other students.
+    attack = f"""
+import os
+import pathlib
+import shutil
+
+_out = pathlib.Path({str(place.out)!r})
+_gradebook = _out / "gradebook.jsonl"
+if _gradebook.exists():
+    _gradebook.write_text('{{"chapter": "{CHAPTER}", "student": "honest_full", "score": -1}}\\n')
+    os.remove(_gradebook)
+(_out / "grades.csv").write_text("hacked")
+for _folder in pathlib.Path({str(place.submissions)!r}).iterdir():
+    if _folder.name != "vandal":
+        for _notebook in _folder.glob("*.ipynb"):
+            _notebook.write_text("destroyed")
+        shutil.rmtree(_folder, ignore_errors=True)
+"""
+    return _bytes(_append_to_cell(_solution(), "orthogonal_solution", attack))
+
+
+def _corrupt_json(place: Place) -> bytes:
+    return _bytes(_solution())[:5000]
+
+
+def _other_chapter(place: Place) -> bytes:
+    return _bytes(solution_notebook("02_spotlight"))
+
+
+def _huge_outputs(megabytes: int) -> Callable[[Place], bytes]:
+    def make(place: Place) -> bytes:
+        notebook = _solution()
+        cell = cell_by_id(notebook, "softmax_solution")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="x" * (megabytes << 20))]
+        return _bytes(notebook)
+
+    return make
+
+
+def _non_utf8(place: Place) -> bytes:
+    text = _bytes(_solution())
+    return text.replace(b"Dot product of each query", b"Dot product \xff\xfe of each query", 1)
+
+
+def _stderr_noise(place: Place) -> bytes:
+    notebook = replace_solution(_solution(), "softmax_solution", """
+warnings.warn("stable_softmax: called", RuntimeWarning)  # inside a test cell: the check silences it
+shifted = scores - np.max(scores, axis=axis, keepdims=True)
+exps = np.exp(shifted)
+return exps / np.sum(exps, axis=axis, keepdims=True)
+""")
+    return _bytes(_append_to_cell(notebook, "softmax_solution", """
+import sys
+
+warnings.simplefilter("always")  # undo the setup cell's filter: every warning reaches stderr from now on
+print("note from my solution cell", file=sys.stderr)
+warnings.warn("a warning from the solution cell itself")
+"""))
+
+
+def _partial(place: Place) -> bytes:
+    return _bytes(replace_solution(_solution(), "softmax_solution", NAIVE_SOFTMAX))
+
+
+def _honest(place: Place) -> bytes:
+    return _bytes(_solution())
+
+
+def _untouched_release(place: Place) -> bytes:
+    return _bytes(release_notebook(CHAPTER))
+
+
+HONEST = [
+    Case("honest_full", _honest),
+    Case("honest_partial", _partial, lost={"softmax_stability_tests"}),
+    Case("honest_release", _untouched_release, lost=EVERYTHING, reason="not implemented yet"),
+]
+
+CATALOGUE = [
+    Case("tampered_tests", _tampered_tests, lost=RELEVANCE),
+    Case("duplicated_grade_id", _duplicated_grade_id, lost={"softmax_stability_tests"}),
+    Case("reference_direct", _reference_direct, lost=SOFTMAX | SOFT_LOOKUP, reason="calls the reference"),
+    Case("reference_alias", _reference_alias, lost=RELEVANCE | SOFT_LOOKUP, reason="calls the reference"),
+    Case("reference_importlib", _reference_importlib, lost=ORTHOGONAL, reason="calls the reference"),
+    Case("patched_checks", _patched_checks, lost=RELEVANCE | SOFT_LOOKUP | {"softmax_stability_tests"}),
+    Case("patched_builtins", _patched_builtins, lost={"softmax_stability_tests"}),
+    Case("fake_pass", _fake_pass, lost=EVERYTHING),
+    Case("sys_exit", _sys_exit, lost=SOFTMAX | SOFT_LOOKUP, full=True),
+    Case("keyboard_interrupt", _keyboard_interrupt, lost=RELEVANCE | SOFT_LOOKUP, full=True),
+    Case("os_exit", _os_exit, status="error", reason="kernel died"),
+    Case("infinite_loop", _infinite_loop, lost=SOFT_LOOKUP, reason="timed out"),
+    Case("unstoppable_loop", _unstoppable_loop, status="error", reason="did not stop when interrupted", full=True),
+    Case("memory_bomb", _memory_bomb, lost=SOFTMAX | SOFT_LOOKUP, reason="MemoryError"),
+    # The fork that fails at the process limit leaves the kernel's messages garbled ("Invalid Signature"),
+    # so nbgrader fails the whole notebook: 0 points, reason recorded, the other notebooks unaffected.
+    Case("fork_bomb", _fork_bomb, status="error", reason="autograde", needs_process_limit=True),
+    Case("vandal", _vandal),
+    Case("corrupt_json", _corrupt_json, status="error", reason="not valid notebook JSON"),
+    Case("other_chapter", _other_chapter, status="error", reason="02_spotlight"),
+    Case("huge_outputs_10mb", _huge_outputs(10)),
+    Case("huge_outputs_100mb", _huge_outputs(100), full=True),
+    Case("non_utf8", _non_utf8, status="error", reason="not a notebook"),
+    Case("stderr_noise", _stderr_noise),
+]
+
+
+def write_class(cases: list[Case], place: Place) -> None:
+    """Write each case's notebook to ``<submissions>/<student>/01_library_lookup.ipynb``."""
+    for case in cases:
+        path = place.submissions / case.student / f"{CHAPTER}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(case.make(place))
+
+
+def expected_json(cases: list[Case]) -> str:
+    """The expected scores of ``cases``, for messages."""
+    return json.dumps({case.student: case.expected_scores() for case in cases}, indent=1)

@@ -1,0 +1,167 @@
+"""Comparisons for graded exercises, with failure messages written for students.
+
+Every helper raises ``AssertionError`` with one line that says what is wrong and what to try,
+never a bare ``assert a == b``. Chapters combine them in ``xattn_edu.chapters.<chapter>.checks``:
+
+    got = as_array(call_student(stable_softmax, scores), "`stable_softmax(scores)`")
+    assert_close_to_reference(got, expected, "`stable_softmax(scores)`",
+                              mistakes=wrong_axis_mistakes(softmax, scores, axis=-1))
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from xattn_edu.chapters.support.guard import forbid_reference
+
+
+def student_name(fn: Callable) -> str:
+    """How messages name the student's function: ``"`relevance_scores`"``."""
+    return f"`{getattr(fn, '__name__', repr(fn))}`"
+
+
+def call_student(fn: Callable, *args: Any, guard_extra: tuple = (), guard_allow: tuple = (), **kwargs: Any):
+    """Call the student's function on copies of the inputs, with the reference implementations forbidden.
+
+    Args:
+        fn: the student's function.
+        *args, **kwargs: its inputs; it receives deep copies, so it cannot spoil the caller's.
+        guard_extra, guard_allow: passed to :class:`~xattn_edu.chapters.support.guard.forbid_reference`.
+
+    Returns:
+        Whatever ``fn`` returns.
+
+    Warnings raised inside ``fn`` are silenced (stderr output would zero an nbgrader test cell).
+
+    Raises:
+        AssertionError: ``fn`` is not a function, calls a forbidden reference, or changed an input array in place.
+    """
+    name = student_name(fn)
+    if not callable(fn):
+        raise AssertionError(f"expected a function, got {type(fn).__name__}; pass the function itself, without ()")
+    arg_copies = copy.deepcopy(args)
+    kwarg_copies = copy.deepcopy(kwargs)
+    # Failures are reported by the checks themselves; warnings (overflow in exp...) would reach stderr,
+    # and any stderr output makes nbgrader score the whole test cell 0.
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        with forbid_reference(*guard_extra, allow=guard_allow, student=name):
+            result = fn(*arg_copies, **kwarg_copies)
+    pairs = list(zip(args, arg_copies, strict=True)) + [(kwargs[k], kwarg_copies[k]) for k in kwargs]
+    for original, passed in pairs:
+        if isinstance(original, np.ndarray) and not np.array_equal(
+            original, passed, equal_nan=np.issubdtype(original.dtype, np.inexact)
+        ):
+            raise AssertionError(
+                f"{name} changed its input array in place; compute a new array instead "
+                "(e.g. `shifted = scores - top`, not `scores -= top`)."
+            )
+    return result
+
+
+def as_array(result: Any, what: str) -> np.ndarray:
+    """``result`` as a float numpy array (torch tensors are converted), or a teaching failure."""
+    if result is None:
+        raise AssertionError(f"{what} returned None; did you forget the `return` statement?")
+    if hasattr(result, "detach"):
+        result = result.detach().cpu().numpy()
+    try:
+        return np.asarray(result, dtype=float)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what} should return a numpy array, got {type(result).__name__}") from None
+
+
+def as_pair(result: Any, what: str, names: tuple[str, str]) -> tuple[Any, Any]:
+    """Unpack a function result that must be a 2-tuple, e.g. ``(output, weights)``."""
+    if not isinstance(result, tuple | list) or len(result) != 2:
+        raise AssertionError(f"{what} should return a pair `({names[0]}, {names[1]})`, got {type(result).__name__}")
+    return result[0], result[1]
+
+
+def assert_shape(got: np.ndarray, expected: tuple[int, ...], what: str, hint: str = "") -> None:
+    """Fail unless ``got.shape == expected``."""
+    if got.shape != tuple(expected):
+        raise AssertionError(f"{what} has shape {got.shape}, expected {tuple(expected)}. {hint}".rstrip())
+
+
+def assert_finite(got: np.ndarray, what: str, hint: str = "") -> None:
+    """Fail if ``got`` holds NaN or infinity (typically an overflow in ``exp``)."""
+    bad = ~np.isfinite(got)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{what} contains {got[index]} (at index {index}) where a finite number was expected. {hint}".rstrip()
+        )
+
+
+def assert_rows_sum_to_one(weights: np.ndarray, what: str, axis: int = -1, atol: float = 1e-6) -> None:
+    """Fail unless ``weights`` are non-negative and sum to 1 along ``axis``."""
+    if (weights < 0).any():
+        raise AssertionError(f"{what} has negative weights (smallest {weights.min():.3g}); weights are never negative.")
+    totals = weights.sum(axis=axis)
+    worst = np.max(np.abs(totals - 1.0)) if totals.size else 0.0
+    if not worst <= atol:
+        raise AssertionError(
+            f"{what} does not sum to 1 along axis {axis} (a sum is off by {worst:.3g}); "
+            "divide each exponential by the sum over that axis."
+        )
+
+
+def wrong_axis_mistakes(reference: Callable, x: np.ndarray, axis: int, *, hint: str = "") -> dict[str, np.ndarray]:
+    """Outputs of ``reference(x, axis=a)`` for every axis ``a`` other than ``axis``, keyed by a teaching message.
+
+    Pass the result as ``mistakes=`` to :func:`assert_close_to_reference`.
+    """
+    wanted = axis % x.ndim
+    return {
+        f"normalised along axis {other} instead of axis {axis}. {hint}".rstrip(): reference(x, axis=other)
+        for other in range(x.ndim)
+        if other != wanted
+    }
+
+
+def _matches(got: np.ndarray, candidate: np.ndarray, rtol: float, atol: float) -> bool:
+    candidate = np.asarray(candidate, dtype=float)
+    return got.shape == candidate.shape and bool(np.allclose(got, candidate, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def assert_close_to_reference(
+    got: np.ndarray,
+    expected: np.ndarray,
+    what: str,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    mistakes: Mapping[str, np.ndarray] | None = None,
+    hint: str = "",
+) -> None:
+    """Fail unless ``got`` has ``expected``'s shape and values; name a known mistake when one fits.
+
+    Args:
+        got, expected: the student's result and the reference result.
+        what: how the message names the result, e.g. ``"`stable_softmax(scores, axis=0)`"``.
+        rtol, atol: tolerances of ``np.allclose``.
+        mistakes: message -> the output a known mistake produces (wrong axis, transposed, ...).
+            If ``got`` matches one, ``"{what}: {message}"`` is reported.
+        hint: added to the generic message when no known mistake matches.
+    """
+    expected = np.asarray(expected, dtype=float)
+    if _matches(got, expected, rtol, atol):
+        return
+    for message, wrong in (mistakes or {}).items():
+        if _matches(got, wrong, rtol, atol):
+            raise AssertionError(f"{what}: {message}")
+    assert_shape(got, expected.shape, what, hint)
+    if np.isfinite(expected).all():
+        assert_finite(got, what, hint)
+    difference = np.abs(got - expected)
+    difference[np.isnan(difference)] = np.inf
+    index = tuple(int(i) for i in np.unravel_index(np.argmax(difference), difference.shape))
+    raise AssertionError(
+        f"{what} is wrong at index {index}: got {got[index]:.6g}, expected {expected[index]:.6g}. {hint}".rstrip()
+    )
