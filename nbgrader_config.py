@@ -7,9 +7,17 @@ change here (stub text, timeouts...) changes the release, the self-grader and cl
 
 import os
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import GetGrades
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
 
+from xattn_edu.grader.autograde import VerifyResults, XattnExecute
 from xattn_edu.grader.hide_hidden_tests import HideHiddenTests
 
 c = get_config()  # noqa: F821  (nbgrader provides get_config when it loads this file)
@@ -36,9 +44,17 @@ c.ExecutePreprocessor.timeout = 120
 # A test cell the student deleted is put back from the master copy (and graded) instead of vanishing.
 c.OverwriteCells.add_missing_cells = True
 
-# Notebooks shrink their experiments when XATTN_FAST=1; every grading kernel inherits this, so grading a
-# chapter takes seconds. Graded tests never depend on the outcome of a long run.
-os.environ.setdefault("XATTN_FAST", "1")
+# nbgrader's autograde steps, with the course's two: XattnExecute runs grading kernels in fast mode (experiments
+# shrink to seconds; only grading kernels, never a student's or instructor's own) with the run's seed for the
+# hidden cases; VerifyResults keeps a test cell's points only if the verifier, a process no submitted code runs
+# in, agrees with what the cell recorded, and applies the static scan of the student's cells
+# (docs/instructor.md, "What the grader guarantees").
+c.Autograde.autograde_preprocessors = [
+    XattnExecute, VerifyResults, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata,
+]
+# What code flagged by the scan costs: "zero" (the test cells after it score 0) or "review" (scores stand).
+c.VerifyResults.on_flag = "zero"
 
 # Feedback shows the hidden tests' verdicts but not their code (nbgrader would show it, issue #917).
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -130,22 +130,16 @@ def relevance_scores(query, keys):
 # %% nbgrader={"grade": true, "grade_id": "relevance_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # One query against a handful of keys (aligned, orthogonal, opposed, and random ones):
 # the result must have shape (n,) and match the dot products.
-grading.check_relevance(relevance_scores)
+grading.check("relevance_tests", relevance_scores)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.chapters.library_lookup.checks")
-pristine.check_relevance(relevance_scores)
-pristine.check_relevance_hidden(relevance_scores)
+grading.record("relevance_tests", relevance_scores)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "relevance_batch_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # A batch of queries: shape (Tq, n), row t = query t. A transposed result is caught and explained.
-grading.check_relevance_batch(relevance_scores)
+grading.check("relevance_batch_tests", relevance_scores)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.chapters.library_lookup.checks")
-pristine.check_relevance_batch(relevance_scores)
-pristine.check_relevance_batch_hidden(relevance_scores)
+grading.record("relevance_batch_tests", relevance_scores)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -213,22 +207,16 @@ def stable_softmax(scores, axis=-1):
 # %% nbgrader={"grade": true, "grade_id": "softmax_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Ordinary scores, 1-D and 2-D, with the default axis and with axis=0:
 # same shape as the input, matches the softmax formula, sums to 1 along the requested axis.
-grading.check_softmax(stable_softmax)
+grading.check("softmax_tests", stable_softmax)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.chapters.library_lookup.checks")
-pristine.check_softmax(stable_softmax)
-pristine.check_softmax_hidden(stable_softmax)
+grading.record("softmax_tests", stable_softmax)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "softmax_stability_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Scores near 1000 must not overflow (no nan or inf), and a -inf score gets weight exactly 0.
-grading.check_softmax_stability(stable_softmax)
+grading.check("softmax_stability_tests", stable_softmax)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.chapters.library_lookup.checks")
-pristine.check_softmax_stability(stable_softmax)
-pristine.check_softmax_stability_hidden(stable_softmax)
+grading.record("softmax_stability_tests", stable_softmax)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -261,22 +249,16 @@ def soft_lookup(query, keys, values):
 
 # %% nbgrader={"grade": true, "grade_id": "soft_lookup_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # One query: weights of shape (n,) that sum to 1, and an output of shape (d_v,).
-grading.check_soft_lookup(soft_lookup)
+grading.check("soft_lookup_tests", soft_lookup)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.chapters.library_lookup.checks")
-pristine.check_soft_lookup(soft_lookup)
-pristine.check_soft_lookup_hidden(soft_lookup)
+grading.record("soft_lookup_tests", soft_lookup)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "soft_lookup_batch_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # A batch of queries: each query's weights sum to 1 over the keys, outputs have shape (Tq, d_v).
-grading.check_soft_lookup_batch(soft_lookup)
+grading.check("soft_lookup_batch_tests", soft_lookup)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.chapters.library_lookup.checks")
-pristine.check_soft_lookup_batch(soft_lookup)
-pristine.check_soft_lookup_batch_hidden(soft_lookup)
+grading.record("soft_lookup_batch_tests", soft_lookup)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -383,22 +365,16 @@ def orthogonal_query(keys, rng):
 # %% nbgrader={"grade": true, "grade_id": "orthogonal_query_tests", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 # Keys that leave room (n < d, or keys spanning a subspace): your query must be nonzero and orthogonal
 # to every key, and the lookup must then give uniform weights 1/n and return the mean of the values.
-grading.check_orthogonal_query(orthogonal_query)
+grading.check("orthogonal_query_tests", orthogonal_query)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.chapters.library_lookup.checks")
-pristine.check_orthogonal_query(orthogonal_query)
-pristine.check_orthogonal_query_hidden(orthogonal_query)
+grading.record("orthogonal_query_tests", orthogonal_query)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "orthogonal_impossible_tests", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 # Keys that span the whole space (here the 3 axes of 3-D space): no orthogonal query exists -> ValueError.
-grading.check_orthogonal_query_impossible(orthogonal_query)
+grading.check("orthogonal_impossible_tests", orthogonal_query)
 ### BEGIN HIDDEN TESTS
-from xattn_edu.chapters.support.pristine import fresh  # noqa: E402, I001 (checks no solution cell can have patched)
-pristine = fresh("xattn_edu.chapters.library_lookup.checks")
-pristine.check_orthogonal_query_impossible(orthogonal_query)
-pristine.check_orthogonal_query_impossible_hidden(orthogonal_query)
+grading.record("orthogonal_impossible_tests", orthogonal_query)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -1,10 +1,11 @@
-"""Comparisons for graded exercises, with failure messages written for students.
+"""Comparisons that judge a student's result, with failure messages written for students.
 
-Every helper raises ``AssertionError`` with one line that says what is wrong and what to try,
-never a bare ``assert a == b``. Chapters combine them in ``xattn_edu.chapters.<chapter>.checks``:
+Every helper raises :class:`~xattn_edu.chapters.support.exercise.Wrong` (an ``AssertionError``) with
+one line that says what is wrong and what to try, never a bare ``assert a == b``. Chapters combine
+them in the judges of their exercise declarations (``xattn_edu.chapters.<chapter>.checks``):
 
-    got = as_array(call_student(stable_softmax, scores), "`stable_softmax(scores)`")
-    assert_close_to_reference(got, expected, "`stable_softmax(scores)`",
+    got = as_array(expect_value(got, case), case.label)
+    assert_close_to_reference(got, expected, case.label,
                               mistakes=wrong_axis_mistakes(softmax, scores, axis=-1))
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from xattn_edu.chapters.support.exercise import Wrong
 from xattn_edu.chapters.support.guard import forbid_reference
 
 
@@ -43,7 +45,7 @@ def call_student(fn: Callable, *args: Any, guard_extra: tuple = (), guard_allow:
     """
     name = student_name(fn)
     if not callable(fn):
-        raise AssertionError(f"expected a function, got {type(fn).__name__}; pass the function itself, without ()")
+        raise Wrong(f"expected a function, got {type(fn).__name__}; pass the function itself, without ()")
     arg_copies = copy.deepcopy(args)
     kwarg_copies = copy.deepcopy(kwargs)
     # Failures are reported by the checks themselves; warnings (overflow in exp...) would reach stderr,
@@ -57,7 +59,7 @@ def call_student(fn: Callable, *args: Any, guard_extra: tuple = (), guard_allow:
         if isinstance(original, np.ndarray) and not np.array_equal(
             original, passed, equal_nan=np.issubdtype(original.dtype, np.inexact)
         ):
-            raise AssertionError(
+            raise Wrong(
                 f"{name} changed its input array in place; compute a new array instead "
                 "(e.g. `shifted = scores - top`, not `scores -= top`)."
             )
@@ -67,26 +69,26 @@ def call_student(fn: Callable, *args: Any, guard_extra: tuple = (), guard_allow:
 def as_array(result: Any, what: str) -> np.ndarray:
     """``result`` as a float numpy array (torch tensors are converted), or a teaching failure."""
     if result is None:
-        raise AssertionError(f"{what} returned None; did you forget the `return` statement?")
+        raise Wrong(f"{what} returned None; did you forget the `return` statement?")
     if hasattr(result, "detach"):
         result = result.detach().cpu().numpy()
     try:
         return np.asarray(result, dtype=float)
     except (TypeError, ValueError):
-        raise AssertionError(f"{what} should return a numpy array, got {type(result).__name__}") from None
+        raise Wrong(f"{what} should return a numpy array, got {type(result).__name__}") from None
 
 
 def as_pair(result: Any, what: str, names: tuple[str, str]) -> tuple[Any, Any]:
     """Unpack a function result that must be a 2-tuple, e.g. ``(output, weights)``."""
     if not isinstance(result, tuple | list) or len(result) != 2:
-        raise AssertionError(f"{what} should return a pair `({names[0]}, {names[1]})`, got {type(result).__name__}")
+        raise Wrong(f"{what} should return a pair `({names[0]}, {names[1]})`, got {type(result).__name__}")
     return result[0], result[1]
 
 
 def assert_shape(got: np.ndarray, expected: tuple[int, ...], what: str, hint: str = "") -> None:
     """Fail unless ``got.shape == expected``."""
     if got.shape != tuple(expected):
-        raise AssertionError(f"{what} has shape {got.shape}, expected {tuple(expected)}. {hint}".rstrip())
+        raise Wrong(f"{what} has shape {got.shape}, expected {tuple(expected)}. {hint}".rstrip())
 
 
 def assert_finite(got: np.ndarray, what: str, hint: str = "") -> None:
@@ -94,7 +96,7 @@ def assert_finite(got: np.ndarray, what: str, hint: str = "") -> None:
     bad = ~np.isfinite(got)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise AssertionError(
+        raise Wrong(
             f"{what} contains {got[index]} (at index {index}) where a finite number was expected. {hint}".rstrip()
         )
 
@@ -102,11 +104,11 @@ def assert_finite(got: np.ndarray, what: str, hint: str = "") -> None:
 def assert_rows_sum_to_one(weights: np.ndarray, what: str, axis: int = -1, atol: float = 1e-6) -> None:
     """Fail unless ``weights`` are non-negative and sum to 1 along ``axis``."""
     if (weights < 0).any():
-        raise AssertionError(f"{what} has negative weights (smallest {weights.min():.3g}); weights are never negative.")
+        raise Wrong(f"{what} has negative weights (smallest {weights.min():.3g}); weights are never negative.")
     totals = weights.sum(axis=axis)
     worst = np.max(np.abs(totals - 1.0)) if totals.size else 0.0
     if not worst <= atol:
-        raise AssertionError(
+        raise Wrong(
             f"{what} does not sum to 1 along axis {axis} (a sum is off by {worst:.3g}); "
             "divide each exponential by the sum over that axis."
         )
@@ -155,13 +157,13 @@ def assert_close_to_reference(
         return
     for message, wrong in (mistakes or {}).items():
         if _matches(got, wrong, rtol, atol):
-            raise AssertionError(f"{what}: {message}")
+            raise Wrong(f"{what}: {message}")
     assert_shape(got, expected.shape, what, hint)
     if np.isfinite(expected).all():
         assert_finite(got, what, hint)
     difference = np.abs(got - expected)
     difference[np.isnan(difference)] = np.inf
     index = tuple(int(i) for i in np.unravel_index(np.argmax(difference), difference.shape))
-    raise AssertionError(
+    raise Wrong(
         f"{what} is wrong at index {index}: got {got[index]:.6g}, expected {expected[index]:.6g}. {hint}".rstrip()
     )

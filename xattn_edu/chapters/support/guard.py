@@ -46,6 +46,10 @@ DEFAULT_FORBIDDEN = (
 )
 
 _METHOD_DESCRIPTOR = type(str.upper)
+# Taken when the guard is imported (the setup cell, before any student code), so replacing
+# ``sys.setprofile`` later cannot stop the guard from installing or removing its hook.
+_GET_PROFILE, _SET_PROFILE = sys.getprofile, sys.setprofile
+_THREADS_GET_PROFILE, _THREADS_SET_PROFILE = threading.getprofile, threading.setprofile
 
 
 class ReferenceCallError(AssertionError):
@@ -220,14 +224,14 @@ class forbid_reference:  # noqa: N801 - used like a function: ``with forbid_refe
 
     def __enter__(self) -> forbid_reference:
         self.hits.clear()
-        self._previous = (sys.getprofile(), threading.getprofile())
-        threading.setprofile(self._hook)
-        sys.setprofile(self._hook)
+        self._previous = (_GET_PROFILE(), _THREADS_GET_PROFILE())
+        _THREADS_SET_PROFILE(self._hook)
+        _SET_PROFILE(self._hook)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        sys.setprofile(self._previous[0])
-        threading.setprofile(self._previous[1])
+        _SET_PROFILE(self._previous[0])
+        _THREADS_SET_PROFILE(self._previous[1])
         if self.hits:
             raise ReferenceCallError(self.message(self.hits[0])) from None
         return False

@@ -1,0 +1,158 @@
+"""The course's steps in nbgrader's autograde pipeline (set in nbgrader_config.py, so every grader uses them).
+
+``nbgrader autograde``, the Formgrader, ``xattn grade`` and ``xattn grade-class`` all run the same
+pipeline, with two of its steps replaced or added:
+
+* :class:`XattnExecute` runs the notebook like nbgrader's ``Execute``, with fast mode on for the
+  grading kernel only, the grading run's seed for the hidden cases, a kernel forked by the kernel
+  server when the grading process has one (:mod:`xattn_edu.grader.kernels`), and a kernel death that
+  costs only the cells it reached: cells that completed keep their outputs and points, the cell that
+  was running gets the reason, the cells after it are marked as not run.
+* :class:`VerifyResults` runs next. It scans the cells the student controls
+  (:mod:`xattn_edu.grader.scan`) and asks the verifier (:mod:`xattn_edu.grader.verifier`, a separate
+  process no submitted code runs in) to judge what each test cell recorded. A test cell whose verdict
+  fails, or that a flag concerns when the instructor chose ``on_flag = "zero"``, gets an error output
+  first, so nbgrader's own scoring gives it 0 and the feedback states the reason. Flags are written
+  into the concerned cells for the instructor (:data:`~xattn_edu.common.protocol.FLAG_MIME`), and
+  feedback leaves them out.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from nbclient.exceptions import DeadKernelError
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Enum
+
+from xattn_edu.common.protocol import FAST_ENV, FLAG_MIME, RECORD_MIME, SEED_ENV
+from xattn_edu.grader.scan import concerned_cells, scan_notebook
+
+VERDICT_ERROR = "GraderVerdict"
+"""``ename`` of the error output a failed verdict adds to a test cell."""
+HELD_FOR_REVIEW = "held for your instructor's review"
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def error_output(ename: str, evalue: str) -> NotebookNode:
+    """An nbformat error output with a one-line traceback."""
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+
+class XattnExecute(Execute):
+    """nbgrader's ``Execute`` for grading kernels (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from xattn_edu.grader.kernels import ForkKernelManager, server_running
+
+        if server_running():
+            kwargs["kernel_manager_class"] = ForkKernelManager
+        super().__init__(*args, **kwargs)
+        self._died_in: int | None = None
+
+    def preprocess(self, nb: NotebookNode, resources: dict, km: Any = None) -> tuple[NotebookNode, dict]:
+        seed = secrets.randbits(31)
+        resources.setdefault("xattn", {})["seed"] = seed
+        self._died_in = None
+        with _environment({FAST_ENV: "1", SEED_ENV: str(seed)}):
+            try:
+                return super().preprocess(nb, resources, km)
+            except DeadKernelError:  # raised again while shutting the dead kernel down
+                if self._died_in is None:
+                    raise
+                return nb, resources
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        if self._died_in is not None:
+            if cell.cell_type == "code":
+                cell.outputs = [error_output("NotRun", f"not run: the kernel died in cell {self._died_in}")]
+            return cell, resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._died_in = index
+            cell.outputs.append(error_output(
+                "KernelDied", "the kernel died while running this cell (a crash, os._exit, or the memory limit)"))
+            return cell, resources
+
+
+def _graded_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
+    cells = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and meta.get("grade_id"):
+            cells[str(meta["grade_id"])] = cell
+    return cells
+
+
+def _records(cell: NotebookNode) -> list[Any]:
+    return [o["data"][RECORD_MIME] for o in cell.outputs
+            if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {})]
+
+
+class VerifyResults(NbGraderPreprocessor):
+    """Judge each test cell out of process and apply the submission scan (see the module docstring)."""
+
+    on_flag = Enum(["zero", "review"], default_value="zero",
+                   help="What a flagged submission costs: 'zero' (the test cells after the flagged code score 0) "
+                        "or 'review' (scores stand; the flag is reported to the instructor).").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        from xattn_edu.grader.verifier import shared_verifier
+
+        graded = _graded_cells(nb)
+        seed = resources.get("xattn", {}).get("seed")
+        chapter = resources.get("nbgrader", {}).get("assignment")
+        answer = {"declared": False}
+        if seed is not None and chapter:
+            answer = shared_verifier().judge(chapter, seed, {gid: _records(cell) for gid, cell in graded.items()})
+        flags = concerned_cells(nb.cells, scan_notebook(nb.cells, self._locked_ids(resources, nb)))
+        for grade_id, cell in graded.items():
+            reason = self._reason(answer, grade_id, bool(flags.get(grade_id)))
+            cell.outputs = [o for o in cell.outputs if RECORD_MIME not in o.get("data", {})]
+            if grade_id in flags:
+                cell.outputs.append(NotebookNode(output_type="display_data", metadata={}, data={
+                    FLAG_MIME: [flag.to_dict() for flag in flags[grade_id]],
+                    "text/plain": f"flagged for review: {len(flags[grade_id])} suspicious line(s) before this cell"}))
+            if reason and not any(o.get("output_type") == "error" for o in cell.outputs):
+                cell.outputs.insert(0, error_output(VERDICT_ERROR, reason))
+        return nb, resources
+
+    def _reason(self, answer: dict, grade_id: str, flagged: bool) -> str:
+        if "error" in answer:
+            return f"the grader could not verify this cell ({answer['error']})"
+        verdict = answer.get("verdicts", {}).get(grade_id) if answer.get("declared") else None
+        if verdict is not None and not verdict["ok"]:
+            return verdict["reason"]
+        return HELD_FOR_REVIEW if flagged and self.on_flag == "zero" else ""
+
+    @staticmethod
+    def _locked_ids(resources: dict, nb: NotebookNode) -> set[str]:
+        """grade_ids of the master's locked cells, from the gradebook (the notebook's own claims are not trusted)."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        info = resources.get("nbgrader", {})
+        try:
+            with Gradebook(info["db_url"]) as gradebook:
+                notebook = gradebook.find_notebook(info["notebook"], info["assignment"])
+                return {cell.name for cell in notebook.source_cells if cell.locked}
+        except (KeyError, MissingEntry):
+            return set()
