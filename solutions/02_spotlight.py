@@ -52,7 +52,7 @@ from xattn_edu.chapters.spotlight import scaling as scaling_experiment
 from xattn_edu.chapters.spotlight.widget import make_spotlight_widget
 from xattn_edu.chapters.support.fallback import prefer_mine
 from xattn_edu.chapters.support.fast import fast_mode
-from xattn_edu.chapters.support.plots import attention_heatmap
+from xattn_edu.chapters.support.plots import heatmap_panels, line_chart
 from xattn_edu.nn import attention
 from xattn_edu.nn.masks import padding_mask
 
@@ -254,14 +254,10 @@ for row in variance_rows:
 
 # %%
 dims = [row.dim for row in variance_rows]
-fig, ax = plt.subplots(figsize=(4.5, 3.2))
-ax.loglog(dims, [row.variance for row in variance_rows], "o-", label="Var(q·k), measured")
-ax.loglog(dims, [row.scaled_variance for row in variance_rows], "s-", label="Var(q·k / √d), measured")
-ax.loglog(dims, dims, "k:", label="d (prediction)")
-ax.set_xlabel("width d")
-ax.set_ylabel("variance")
-ax.set_title("raw scores spread like d; scaled ones stay at 1", fontsize=10)
-ax.legend(fontsize=8)
+line_chart(dims, {"Var(q·k), measured": [row.variance for row in variance_rows],
+                  "Var(q·k / √d), measured": [row.scaled_variance for row in variance_rows]},
+           predictions={"d (prediction)": dims}, xlabel="width d", ylabel="variance",
+           title="raw scores spread like d; scaled ones stay at 1", xscale="log", yscale="log")
 plt.show()
 
 # %% [markdown]
@@ -290,20 +286,17 @@ for row in saturation_rows:
           f"{row.median_query_grad_norm:>10.2e}")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-for scaled, style in ((False, "o-"), (True, "s-")):
-    rows = [row for row in saturation_rows if row.scaled == scaled]
-    label = "scaled by 1/√d" if scaled else "raw q·k"
-    axes[0].semilogx([r.dim for r in rows], [r.mean_entropy_fraction for r in rows], style, label=label)
-    axes[1].loglog([r.dim for r in rows], [r.median_jacobian_norm for r in rows], style, label=label)
-axes[0].set_ylabel("entropy / log n")
-axes[0].set_title("raw scores collapse the spotlight", fontsize=10)
-axes[1].set_ylabel("median ‖∂w/∂s‖")
-axes[1].set_title("...and the gradient through the softmax vanishes", fontsize=10)
-for ax in axes:
-    ax.set_xlabel("width d")
-    ax.legend(fontsize=8)
-fig.tight_layout()
+by_scale = {label: [row for row in saturation_rows if row.scaled == scaled]
+            for label, scaled in (("raw q·k", False), ("scaled by 1/√d", True))}
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), layout="constrained")
+line_chart([row.dim for row in by_scale["raw q·k"]],
+           {label: [r.mean_entropy_fraction for r in rows] for label, rows in by_scale.items()},
+           xlabel="width d", ylabel="entropy / log n", title="raw scores collapse the spotlight", xscale="log",
+           ax=axes[0])
+line_chart([row.dim for row in by_scale["raw q·k"]],
+           {label: [r.median_jacobian_norm for r in rows] for label, rows in by_scale.items()},
+           xlabel="width d", ylabel="median ‖∂w/∂s‖", title="...and the gradient through the softmax vanishes",
+           xscale="log", yscale="log", ax=axes[1])
 plt.show()
 
 # %% [markdown]
@@ -407,16 +400,12 @@ for row in temperature_rows:
           f"{row.distance_to_argmax:>13.4f} {row.distance_to_uniform:>14.4f}")
 
 # %%
-fig, ax = plt.subplots(figsize=(4.5, 3.2))
-ax.semilogx([r.temperature for r in temperature_rows], [r.distance_to_argmax for r in temperature_rows], "o-",
-            label="distance to argmax")
-ax.semilogx([r.temperature for r in temperature_rows], [r.distance_to_uniform for r in temperature_rows], "s-",
-            label="distance to uniform")
-ax.semilogx([r.temperature for r in temperature_rows], [r.mean_entropy_fraction for r in temperature_rows], "k^--",
-            label="entropy / log n")
-ax.set_xlabel("temperature T")
-ax.set_title("cold = argmax, hot = uniform", fontsize=10)
-ax.legend(fontsize=8)
+line_chart([r.temperature for r in temperature_rows],
+           {"distance to argmax": [r.distance_to_argmax for r in temperature_rows],
+            "distance to uniform": [r.distance_to_uniform for r in temperature_rows],
+            "entropy / log n": [r.mean_entropy_fraction for r in temperature_rows]},
+           xlabel="temperature T", ylabel="distance (TV) or entropy share", title="cold = argmax, hot = uniform",
+           xscale="log")
 plt.show()
 
 # %% [markdown]
@@ -469,14 +458,11 @@ for row in similarity_rows:
     print(f"{row.cosine:>7.2f} {row.mean_entropy_fraction:>10.3f} {row.mean_target_weight:>16.3f}")
 
 # %%
-fig, ax = plt.subplots(figsize=(4.5, 3.2))
-ax.plot([r.cosine for r in similarity_rows], [r.mean_entropy_fraction for r in similarity_rows], "o-",
-        label="entropy / log n")
-ax.plot([r.cosine for r in similarity_rows], [r.mean_target_weight for r in similarity_rows], "s-",
-        label="weight on the matching key")
-ax.set_xlabel("cosine similarity of query and key 0")
-ax.set_title("the closer the match, the narrower the beam", fontsize=10)
-ax.legend(fontsize=8)
+line_chart([r.cosine for r in similarity_rows],
+           {"entropy / log n": [r.mean_entropy_fraction for r in similarity_rows],
+            "weight on the matching key": [r.mean_target_weight for r in similarity_rows]},
+           xlabel="cosine similarity of query and key 0", ylabel="share (0 to 1)",
+           title="the closer the match, the narrower the beam")
 plt.show()
 
 # %% [markdown]
@@ -629,12 +615,10 @@ print("weight on the padding keys of sentence 2:", batch_weights[1, :, 3:])
 batch_entropy = reference.attention_entropy(batch_weights)  # (B, Tq)
 print("entropy per query (nats):\n", batch_entropy)
 print("log(visible keys) per sentence:", [round(math.log(int(n)), 3) for n in lengths])
-fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
-for b, ax in enumerate(axes):
-    attention_heatmap(batch_weights[b], [f"q{t}: H={batch_entropy[b, t]:.2f}" for t in range(3)],
-                      [f"k{j}" + (" (pad)" if j >= lengths[b] else "") for j in range(5)], ax=ax, annotate=True,
-                      title=f"sentence {b + 1}: length {int(lengths[b])}, padding gets 0")
-fig.tight_layout()
+heatmap_panels(batch_weights, [[f"q{t}: H={batch_entropy[b, t]:.2f}" for t in range(3)] for b in range(2)],
+               [[f"k{j}" + (" (pad)" if j >= lengths[b] else "") for j in range(5)] for b in range(2)], annotate=True,
+               titles=[f"sentence {b + 1}: length {int(lengths[b])}" for b in range(2)],
+               suptitle="padding keys get weight 0")
 plt.show()
 
 # %% [markdown]

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from xattn_edu.chapters.support.fast import fast_mode
-from xattn_edu.chapters.support.plots import attention_heatmap
+from xattn_edu.chapters.support.plots import heatmap_panels, line_chart
 from xattn_edu.chapters.two_modes import checks as grading
 from xattn_edu.chapters.two_modes import kv_cache as kv_experiment
 from xattn_edu.chapters.two_modes import widget as example
@@ -206,15 +206,11 @@ for row in padding_rows:
     print(f"{row.pads:>4} {row.weight_on_padding:>18.3f} {row.change_without_mask:>20.3e} "
           f"{row.change_with_mask:>22.3e}")
 
-fig, ax = plt.subplots(figsize=(5, 3))
-pads = [row.pads for row in padding_rows]
-ax.plot(pads, [row.change_without_mask for row in padding_rows], "o-", label="without mask")
-ax.plot(pads, [row.change_with_mask for row in padding_rows], "s-", label="with padding mask")
-ax.set_xlabel("padding positions added")
-ax.set_ylabel("max |output change|")
-ax.set_title("padding changes the output unless it is masked", fontsize=10)
-ax.legend()
-fig.tight_layout()
+line_chart([row.pads for row in padding_rows],
+           {"without mask": [row.change_without_mask for row in padding_rows],
+            "with padding mask": [row.change_with_mask for row in padding_rows]},
+           xlabel="padding positions added", ylabel="max |output change|",
+           title="padding changes the output unless it is masked")
 plt.show()
 
 # %% [markdown]
@@ -341,12 +337,9 @@ pristine.check_mha_cross_hidden(multi_head_attention)
 # neighbourhood. Each heatmap row is one decoding step (a query); each column a source word (a key).
 
 # %%
-fig, axes = plt.subplots(1, len(example.HEADS), figsize=(13, 3.6))
-for ax, head, weights in zip(axes, example.HEADS, example.WEIGHTS, strict=True):
-    attention_heatmap(weights, list(example.TARGET), list(example.SOURCE), ax=ax,
-                      title=f"head '{head}'")
-fig.suptitle("cross-attention per head: rows = German words being written, columns = English source", fontsize=10)
-fig.tight_layout()
+heatmap_panels(example.WEIGHTS, example.TARGET, example.SOURCE, titles=[f"head '{head}'" for head in example.HEADS],
+               xlabel="English source (keys)", ylabel="German being written (queries)",
+               suptitle="cross-attention per head: each head reads the source its own way")
 plt.show()
 
 # %% [markdown]
@@ -372,11 +365,9 @@ def per_head_weights(x: torch.Tensor, attn: MultiHeadAttention, context: torch.T
 
 with torch.no_grad():
     head_weights = per_head_weights(decoder_states, attn, memory)
-fig, axes = plt.subplots(1, H, figsize=(13, 2.6))
-for index, ax in enumerate(axes):
-    attention_heatmap(head_weights[index], [f"y{i}" for i in range(3)], [f"m{j}" for j in range(7)], ax=ax,
-                      title=f"head {index} (random weights)")
-fig.tight_layout()
+heatmap_panels(head_weights, [f"y{i}" for i in range(3)], [f"m{j}" for j in range(7)],
+               titles=[f"head {index}" for index in range(H)], xlabel="memory (keys)", ylabel="decoder (queries)",
+               suptitle="untrained heads already weigh the same memory differently")
 plt.show()
 
 # %% [markdown]
@@ -599,7 +590,7 @@ pristine.check_decoder_step_hidden(incremental_decode)
 # ## 6. See it: a decoding step by step
 #
 # Move the **step** slider to decode the example sentence one word at a time, and pick a **head**. At each
-# step you see the cross-attention row over the source (darker = more weight), then the two caches:
+# step you see the cross-attention row over the source (dark = 0, yellow = 1, as in the heatmaps), then the two caches:
 #
 # * the **static** cache holds keys and values for *all* source tokens from step 1 on; it is projected
 #   at step 1 (orange outline) and merely read afterwards;
@@ -683,21 +674,15 @@ print(f"speedup of both caches over no cache at T = {longest}: {report.speedup(l
       f"{report.speedup(longest, cpu=True):.1f}x in CPU time, on {report.device}")
 print(f"largest |logit difference| from the full forward pass: {report.max_logit_difference:.1e}")
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-for mode in kv_experiment.MODES:
-    rows = [row for row in report.rows if row.mode == mode.name]
-    axes[0].plot([r.steps for r in rows], [r.cpu_ms_per_token for r in rows], "o-", label=mode.name)
-    axes[1].plot([r.steps for r in rows], [r.projection_gflops for r in rows], "o-", label=mode.name)
-for ax, label in zip(axes, ("CPU ms per generated token (measured)", "projection GFLOPs per sentence (formula)"),
-                     strict=True):
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("output length T (tokens)")
-    ax.set_ylabel(label)
-    ax.legend(fontsize=8)
-axes[0].set_title(f"decoding time per token on {report.device}", fontsize=10)
-axes[1].set_title("attention projection work", fontsize=10)
-fig.tight_layout()
+by_mode = {mode.name: sorted((row for row in report.rows if row.mode == mode.name), key=lambda row: row.steps)
+           for mode in kv_experiment.MODES}
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+line_chart(lengths_measured, {name: [r.cpu_ms_per_token for r in rows] for name, rows in by_mode.items()},
+           xlabel="output length T (tokens)", ylabel="CPU ms per generated token (measured)",
+           title=f"decoding time per token on {report.device}", xscale="log2", yscale="log", ax=axes[0])
+line_chart(lengths_measured, {name: [r.projection_gflops for r in rows] for name, rows in by_mode.items()},
+           xlabel="output length T (tokens)", ylabel="projection GFLOPs per sentence (formula)",
+           title="attention projection work", xscale="log2", yscale="log", ax=axes[1])
 plt.show()
 
 # %% [markdown]

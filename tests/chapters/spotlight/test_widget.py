@@ -83,3 +83,13 @@ def test_the_widget_output_follows_every_control():
     assert output.value != wide and "no &radic;d" in output.value
     scale.value, width.value, temperature.value = True, 64, 1.0
     assert output.value == start  # the output is a function of the controls
+
+
+def test_scaled_scores_come_from_the_chapter_reference(monkeypatch):
+    from xattn_edu.chapters.spotlight import widget
+
+    calls = []
+    monkeypatch.setattr(widget, "scaled_scores", lambda q, k: calls.append(k.shape) or np.zeros((len(q), len(k))))
+    assert (spotlight_view(1.0, 16).scores == 0).all() and calls == [(len(BOOKS), 16)]
+    spotlight_view(1.0, 16, scaled=False)
+    assert len(calls) == 1  # raw scores do not go through the scale

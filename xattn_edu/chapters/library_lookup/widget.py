@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from xattn_edu.chapters.library_lookup.reference import soft_lookup
+from xattn_edu.chapters.support.live import live_html
+from xattn_edu.chapters.support.plots import css_rgb
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,6 @@ def lookup_view(angle_deg: float, scale: float, books: Sequence[Book] = SHELF) -
     )
 
 
-def _css_colour(rgb: Sequence[float]) -> str:
-    r, g, b = (int(round(255 * min(max(c, 0.0), 1.0))) for c in rgb)
-    return f"rgb({r},{g},{b})"
-
-
 def render_lookup_html(view: LookupView, books: Sequence[Book] = SHELF) -> str:
     """HTML for a view: one bar per book (width = weight), the retrieved colour, the winner."""
     rows = []
@@ -88,12 +85,12 @@ def render_lookup_html(view: LookupView, books: Sequence[Book] = SHELF) -> str:
             f"<td style='padding-right:8px'>{html.escape(book.title)}</td>"
             f"<td style='text-align:right;padding-right:8px;font-family:monospace'>{score:+.2f}</td>"
             "<td style='width:220px'><div style='background:#eee;width:200px;height:14px'>"
-            f"<div style='background:{_css_colour(book.colour)};width:{200 * weight:.1f}px;height:14px'></div>"
+            f"<div style='background:{css_rgb(book.colour)};width:{200 * weight:.1f}px;height:14px'></div>"
             "</div></td>"
             f"<td style='font-family:monospace'>{weight:.3f}</td>"
             "</tr>"
         )
-    swatch = _css_colour(view.retrieved)
+    swatch = css_rgb(view.retrieved)
     return (
         "<div>"
         f"<div>query = ({view.query[0]:+.2f}, {view.query[1]:+.2f}) &nbsp; "
@@ -121,18 +118,7 @@ def make_lookup_widget(books: Sequence[Book] = SHELF, angle_deg: float = 30.0, s
 
     angle = widgets.FloatSlider(value=angle_deg, min=0.0, max=360.0, step=1.0, description="angle (°)")
     length = widgets.FloatSlider(value=scale, min=0.0, max=6.0, step=0.1, description="length")
-    output = widgets.HTML()
-    for slider in (angle, length):
-        slider.add_class("xattn-slider")
-    output.add_class("xattn-live-output")
-
-    def update(_change=None) -> None:
-        output.value = render_lookup_html(lookup_view(angle.value, length.value, books), books)
-
-    angle.observe(update, names="value")
-    length.observe(update, names="value")
-    update()
-    return widgets.VBox([angle, length, output])
+    return live_html([angle, length], lambda a, s: render_lookup_html(lookup_view(a, s, books), books))
 
 
 def draw_shelf(books: Sequence[Book] = SHELF, queries: dict[str, np.ndarray] | None = None, ax=None):

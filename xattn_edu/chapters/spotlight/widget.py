@@ -17,7 +17,9 @@ from functools import lru_cache
 import numpy as np
 
 from xattn_edu.chapters.library_lookup.reference import relevance_scores
-from xattn_edu.chapters.spotlight.reference import attention_entropy, max_entropy, temperature_softmax
+from xattn_edu.chapters.spotlight.reference import attention_entropy, max_entropy, scaled_scores, temperature_softmax
+from xattn_edu.chapters.support.live import live_html
+from xattn_edu.chapters.support.plots import weight_css
 
 BOOKS = ("Astronomy", "Botany", "Cooking", "Poetry", "Sailing", "Zoology")
 """The keys (columns of the table)."""
@@ -73,25 +75,12 @@ def spotlight_view(temperature: float, dim: int, scaled: bool = True) -> Spotlig
         A :class:`SpotlightView` with (Tq, n) scores and weights and (Tq,) entropies.
     """
     keys, queries = library(dim)
-    scores = relevance_scores(queries, keys) / (math.sqrt(dim) if scaled else 1.0)  # (Tq, n)
+    scores = scaled_scores(queries, keys) if scaled else relevance_scores(queries, keys)  # (Tq, n)
     weights = temperature_softmax(scores, temperature)  # (Tq, n)
     entropy = attention_entropy(weights)  # (Tq,)
     log_n = max_entropy(len(BOOKS))
     return SpotlightView(temperature, dim, scaled, scores, weights, entropy, entropy / log_n, log_n,
                          QUERIES, BOOKS)
-
-
-@lru_cache(maxsize=1)
-def _viridis():
-    import matplotlib
-
-    return matplotlib.colormaps["viridis"]
-
-
-def _cell_style(weight: float) -> str:
-    r, g, b, _ = _viridis()(float(weight))
-    text = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-    return f"background:rgb({round(255 * r)},{round(255 * g)},{round(255 * b)});color:{text}"
 
 
 def render_spotlight_html(view: SpotlightView) -> str:
@@ -101,7 +90,7 @@ def render_spotlight_html(view: SpotlightView) -> str:
     rows = []
     for label, weights, entropy, fraction in zip(view.query_labels, view.weights, view.entropy,
                                                  view.entropy_fraction, strict=True):
-        cells = "".join(f"<td style='{cell};{_cell_style(w)}'>{w:.3f}</td>" for w in weights)
+        cells = "".join(f"<td style='{cell};{weight_css(w)}'>{w:.3f}</td>" for w in weights)
         rows.append(
             f"<tr><td style='padding-right:8px'>{html.escape(label)}</td>{cells}"
             f"<td style='{cell}'>{entropy:.3f} nats</td><td style='{cell}'>{100 * fraction:.1f} %</td></tr>"
@@ -133,15 +122,4 @@ def make_spotlight_widget(temperature: float = 1.0, dim: int = 64, scaled: bool 
     temp = widgets.FloatLogSlider(value=temperature, base=10, min=-2, max=2, step=0.05, description="temperature")
     width = widgets.SelectionSlider(options=WIDTHS, value=dim, description="width d")
     scale = widgets.Checkbox(value=scaled, description="divide scores by √d")
-    output = widgets.HTML()
-    for slider in (temp, width):
-        slider.add_class("xattn-slider")
-    output.add_class("xattn-live-output")
-
-    def update(_change=None) -> None:
-        output.value = render_spotlight_html(spotlight_view(temp.value, width.value, scale.value))
-
-    for control in (temp, width, scale):
-        control.observe(update, names="value")
-    update()
-    return widgets.VBox([temp, width, scale, output])
+    return live_html([temp, width, scale], lambda t, d, on: render_spotlight_html(spotlight_view(t, d, on)))

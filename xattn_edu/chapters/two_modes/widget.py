@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from xattn_edu.chapters.support.live import live_html
+from xattn_edu.chapters.support.plots import weight_css
 from xattn_edu.nn.attention import attention_weights
 
 SOURCE = ("yesterday", "the", "cat", "saw", "the", "mouse", ".")
@@ -111,8 +113,7 @@ def decoding_step_view(step: int, head: str = HEADS[0]) -> StepView:
 def _cell(text: str, weight: float | None = None, bold: bool = False, new: bool = False) -> str:
     style = "padding:2px 6px;border:1px solid #ccc;text-align:center;font-family:monospace"
     if weight is not None:
-        shade = int(round(255 * (1 - 0.85 * weight)))
-        style += f";background:rgb({shade},{shade},255)"
+        style += f";{weight_css(weight)}"
     if new:
         style += ";outline:2px solid #e08000"
     label = f"<b>{html.escape(text)}</b>" if bold else html.escape(text)
@@ -120,7 +121,7 @@ def _cell(text: str, weight: float | None = None, bold: bool = False, new: bool 
 
 
 def render_step_html(view: StepView) -> str:
-    """HTML for a step: the attention row over the source (darker = more weight), then both caches."""
+    """HTML for a step: the attention row over the source (viridis, 0 dark to 1 yellow), then both caches."""
     source_row = "".join(_cell(token, weight=float(w), bold=w == view.weights.max())
                          for token, w in zip(view.static_entries, view.weights, strict=True))
     weight_row = "".join(_cell(f"{w:.2f}") for w in view.weights)
@@ -156,15 +157,5 @@ def make_two_modes_widget(step: int = 1, head: str = HEADS[0]):
     import ipywidgets as widgets
 
     step_slider = widgets.IntSlider(value=step, min=1, max=len(TARGET), step=1, description="step")
-    step_slider.add_class("xattn-slider")
     head_buttons = widgets.ToggleButtons(options=list(HEADS), value=head, description="head")
-    output = widgets.HTML()
-    output.add_class("xattn-live-output")
-
-    def update(_change=None) -> None:
-        output.value = render_step_html(decoding_step_view(step_slider.value, head_buttons.value))
-
-    step_slider.observe(update, names="value")
-    head_buttons.observe(update, names="value")
-    update()
-    return widgets.VBox([step_slider, head_buttons, output])
+    return live_html([step_slider, head_buttons], lambda s, h: render_step_html(decoding_step_view(s, h)))
