@@ -29,6 +29,8 @@ CHAPTER_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 _CELL_METADATA_KEPT = ("nbgrader", "deletable", "editable", "tags", "jupyter", "slideshow")
 _CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+RAISES_TAG = "raises-exception"
+"""Tag on every graded test cell: JupyterLab's Run All goes on past a test that fails (an exercise not done yet)."""
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,18 @@ def _check_nbgrader_metadata(notebook: NotebookNode, source: Path) -> None:
             raise UserError(f"{where}: invalid nbgrader metadata: {err}") from err
 
 
+def _is_test_cell(metadata: dict) -> bool:
+    meta = metadata.get("nbgrader", {})
+    return isinstance(meta, dict) and bool(meta.get("grade")) and not meta.get("solution")
+
+
 def normalize(notebook: NotebookNode, chapter_name: str) -> NotebookNode:
     """Make ``notebook`` deterministic: fixed notebook metadata, cell ids, cell metadata, no outputs.
 
     Cell ids are the nbgrader ``grade_id`` where there is one, else ``cell-<index>``. Only Jupyter's
-    own cell metadata survives (jupytext's layout hints are dropped). ``metadata.xattn.chapter``
-    names the chapter so the grader can tell chapters apart.
+    own cell metadata survives (jupytext's layout hints are dropped). Graded test cells get the
+    ``raises-exception`` tag, so Run All reaches the end of a notebook whose exercises are not done yet.
+    ``metadata.xattn.chapter`` names the chapter so the grader can tell chapters apart.
     """
     notebook.nbformat, notebook.nbformat_minor = 4, 5
     notebook.metadata = nbformat.from_dict(
@@ -108,6 +116,8 @@ def normalize(notebook: NotebookNode, chapter_name: str) -> NotebookNode:
     )
     for index, cell in enumerate(notebook.cells):
         kept = {key: cell.metadata[key] for key in _CELL_METADATA_KEPT if key in cell.metadata}
+        if _is_test_cell(kept) and RAISES_TAG not in kept.get("tags", []):
+            kept["tags"] = [*kept.get("tags", []), RAISES_TAG]
         cell.metadata = nbformat.from_dict(kept)
         grade_id = str(kept.get("nbgrader", {}).get("grade_id", ""))
         cell.id = grade_id if _CELL_ID.match(grade_id) else f"cell-{index}"

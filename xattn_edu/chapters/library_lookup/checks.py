@@ -1,4 +1,6 @@
-"""The graded exercises of Chapter 1, "The library lookup", declared once (see :mod:`~xattn_edu.chapters.support.exercise`).
+"""The graded exercises of Chapter 1, "The library lookup", each declared once.
+
+See :mod:`~xattn_edu.chapters.support.exercise` for what a declaration is.
 
 Each test cell calls ``grading.check("<grade_id>", student_function)`` (the visible test) and, in its
 hidden part, ``grading.record(...)``; the grader's verifier judges the recorded results with the

@@ -167,3 +167,36 @@ def assert_close_to_reference(
     raise Wrong(
         f"{what} is wrong at index {index}: got {got[index]:.6g}, expected {expected[index]:.6g}. {hint}".rstrip()
     )
+
+
+def assert_same_structure_close(got: Any, expected: Any, what: str, *, rtol: float = 1e-5, atol: float = 1e-7,
+                                hint: str = "") -> None:
+    """Fail unless ``got`` has ``expected``'s structure (tuples, lists, dicts) and every array or number is close.
+
+    The message names the first part that differs, e.g. ``"{what}, item 1 (the weights) ..."``; use it
+    for results made of several arrays, such as ``(output, gradients)``.
+    """
+    if isinstance(expected, tuple | list):
+        if not isinstance(got, tuple | list) or len(got) != len(expected):
+            raise Wrong(f"{what} should be a sequence of {len(expected)} items, got {_kind(got)}. {hint}".rstrip())
+        for index, (part, wanted) in enumerate(zip(got, expected, strict=True)):
+            assert_same_structure_close(part, wanted, f"{what}, item {index}", rtol=rtol, atol=atol, hint=hint)
+        return
+    if isinstance(expected, dict):
+        if not isinstance(got, dict) or set(got) != set(expected):
+            raise Wrong(f"{what} should be a dict with keys {sorted(expected)}, got {_kind(got)}. {hint}".rstrip())
+        for key in expected:
+            assert_same_structure_close(got[key], expected[key], f"{what}[{key!r}]", rtol=rtol, atol=atol, hint=hint)
+        return
+    if expected is None or isinstance(expected, str | bool):
+        if got != expected:
+            raise Wrong(f"{what} should be {expected!r}, got {got!r}. {hint}".rstrip())
+        return
+    assert_close_to_reference(as_array(got, what), np.asarray(expected, dtype=float), what, rtol=rtol, atol=atol,
+                              hint=hint)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {type(value).__name__}"
