@@ -1,0 +1,54 @@
+"""Plain values: what leaves the kernel is data only, and decodes to what was encoded."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xattn_edu.chapters.support.values import Opaque, Raised, decode, encode, plain, raised
+
+
+def roundtrip(value):
+    return decode(json.loads(json.dumps(encode(plain(value)))))
+
+
+def test_arrays_tensors_and_nesting_survive_the_trip():
+    value = (np.arange(6.0).reshape(2, 3), {"w": torch.ones(2, dtype=torch.float64), "n": 3}, [None, "x", True, 2.5])
+    back = roundtrip(value)
+    assert isinstance(back, tuple) and isinstance(back[2], list)
+    np.testing.assert_array_equal(back[0], value[0])
+    assert back[1]["w"].dtype == np.float64 and back[1]["n"] == 3
+    assert back[2] == [None, "x", True, 2.5]
+
+
+def test_non_finite_numbers_and_low_precision_tensors():
+    assert np.isnan(roundtrip(float("nan"))) and roundtrip(float("-inf")) == float("-inf")
+    back = roundtrip(torch.tensor([1.5, -2.0], dtype=torch.bfloat16))
+    assert back.dtype == np.float32 and back.tolist() == [1.5, -2.0]
+    assert roundtrip(np.float32(0.25)) == 0.25
+
+
+def test_exceptions_and_foreign_objects_keep_only_their_names():
+    assert roundtrip(raised(ValueError("x" * 1000))) == Raised("ValueError", "x" * 300)
+    assert roundtrip(iter([1])) == Opaque("list_iterator")
+    assert roundtrip(np.array([object()], dtype=object)) == Opaque("object array")
+
+
+def test_a_deep_nesting_is_cut_instead_of_recursing_forever():
+    value = []
+    for _ in range(50):
+        value = [value]
+    assert "Opaque" in repr(plain(value))
+
+
+@pytest.mark.parametrize("bad", [
+    {"t": "array", "npy": "not base64!"},
+    {"t": "array", "npy": "k05VTVBZAQB2AHsnZGVzY3InOiAnfE8nLCAnZm9ydHJhbl9vcmRlcic6IEZhbHNlLCAnc2hhcGUnOiAoMSwpLCB9"},
+    {"t": "pickle", "data": "..."},
+    {"no": "kind"},
+    {"t": "tuple", "items": "not a list"},
+])
+def test_decoding_refuses_what_encode_cannot_have_written(bad):
+    with pytest.raises((ValueError, TypeError)):
+        decode(bad)
