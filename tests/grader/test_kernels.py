@@ -43,7 +43,8 @@ def test_kernels_come_preloaded_and_are_not_our_children(server):
         km = ForkKernelManager()
         await km.start_kernel()
         try:
-            printed = await run_code(km, "import os, sys\nprint('torch' in sys.modules, os.getppid(), os.getpgrp() == os.getpid())")
+            code = "import os, sys\nprint('torch' in sys.modules, os.getppid(), os.getpgrp() == os.getpid())"
+            printed = await run_code(km, code)
             return printed, km.provisioner.pid
         finally:
             await km.shutdown_kernel(now=True)

@@ -65,17 +65,18 @@ def test_course_names_come_from_imports_of_the_course_package():
 
 
 def test_a_flag_concerns_only_the_graded_cells_after_it():
-    cells = [
-        nbformat.v4.new_code_cell("import numpy as np", metadata={"nbgrader": {"locked": True, "grade_id": "setup"}}),
-        nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True, "grade_id": "a_tests", "locked": True}}),
-        nbformat.v4.new_code_cell("import sys"),
-        nbformat.v4.new_code_cell("y = 2", metadata={"nbgrader": {"grade": True, "grade_id": "b_tests", "locked": True}}),
-    ]
+    def test_cell(grade_id):
+        return nbformat.v4.new_code_cell("x = 1", metadata={"nbgrader": {"grade": True, "grade_id": grade_id,
+                                                                         "locked": True}})
+
+    setup = nbformat.v4.new_code_cell("import numpy", metadata={"nbgrader": {"locked": True, "grade_id": "setup"}})
+    cells = [setup, test_cell("a_tests"), nbformat.v4.new_code_cell("import sys"), test_cell("b_tests")]
     flags = scan_notebook(cells, {"setup", "a_tests", "b_tests"})
     assert [(f.cell, f.rule) for f in flags] == [(2, "import")]
     assert list(concerned_cells(cells, flags)) == ["b_tests"]
 
 
 def test_a_cell_that_only_claims_to_be_locked_is_scanned():
-    cells = [nbformat.v4.new_code_cell("import gc", metadata={"nbgrader": {"locked": True, "grade_id": "made_up"}})]
+    claims = {"nbgrader": {"locked": True, "grade_id": "made_up"}}
+    cells = [nbformat.v4.new_code_cell("import gc", metadata=claims)]
     assert [f.rule for f in scan_notebook(cells, {"setup"})] == ["import"]

@@ -83,7 +83,8 @@ class XattnExecute(Execute):
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
         if self._died_in is not None:
             if cell.cell_type == "code":
-                cell.outputs = [error_output("NotRun", f"the kernel died in notebook cell {self._died_in + 1}, before this cell ran")]
+                reason = f"the kernel died in notebook cell {self._died_in + 1}, before this cell ran"
+                cell.outputs = [error_output("NotRun", reason)]
             return cell, resources
         try:
             return super().preprocess_cell(cell, resources, index)

@@ -132,7 +132,8 @@ def test_the_verifier_answers_every_declared_exercise_and_ignores_undeclared_cha
     chapters = declared_chapters()
     assert "01_library_lookup" in chapters
     reply = answer({"chapter": "01_library_lookup", "seed": 3, "cells": {}}, chapters)
-    assert set(reply["verdicts"]) == set(chapter1.EXERCISES.by_id) and not any(v["ok"] for v in reply["verdicts"].values())
+    assert set(reply["verdicts"]) == set(chapter1.EXERCISES.by_id)
+    assert not any(verdict["ok"] for verdict in reply["verdicts"].values())
     assert answer({"chapter": "00_fixture", "seed": 3, "cells": {}}, chapters) == {"declared": False}
     assert "error" in answer({"chapter": 1, "seed": "x", "cells": []}, chapters)
 
