@@ -60,7 +60,8 @@ def test_honest_code_is_not_flagged(code):
 
 
 def test_course_names_come_from_imports_of_the_course_package():
-    setup = "import numpy as np\nfrom xattn_edu.chapters.library_lookup import checks as grading, reference\nimport xattn_edu"
+    setup = ("import numpy as np\nfrom xattn_edu.chapters.library_lookup import checks as grading, reference\n"
+             "import xattn_edu")
     assert course_names([setup]) == {"grading", "reference", "xattn_edu"}
 
 
