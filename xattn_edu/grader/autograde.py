@@ -3,8 +3,8 @@
 ``nbgrader autograde``, the Formgrader, ``xattn grade`` and ``xattn grade-class`` all run the same
 pipeline, with two of its steps replaced or added:
 
-* :class:`XattnExecute` runs the notebook like nbgrader's ``Execute``, with fast mode on for the
-  grading kernel only, the grading run's seed for the hidden cases, a kernel forked by the kernel
+* :class:`XattnExecute` runs the notebook like nbgrader's ``Execute``, on Unix-socket kernels (no
+  port races between kernels started side by side), with fast mode on for the grading kernel only, the grading run's seed for the hidden cases, a kernel forked by the kernel
   server when the grading process has one (:mod:`xattn_edu.grader.kernels`), and a kernel death that
   costs only the cells it reached: cells that completed keep their outputs and points, the cell that
   was running gets the reason, the cells after it are marked as not run.
@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from nbclient.exceptions import DeadKernelError
@@ -67,6 +69,16 @@ class XattnExecute(Execute):
             kwargs["kernel_manager_class"] = ForkKernelManager
         super().__init__(*args, **kwargs)
         self._died_in: int | None = None
+
+    def create_kernel_manager(self) -> Any:
+        """nbclient's kernel manager, on Unix sockets: kernels started side by side never race for a TCP port."""
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        km = super().create_kernel_manager()
+        km.transport = "ipc"
+        Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
+        km.ip = str(Path(jupyter_runtime_dir()) / f"xattn-{uuid.uuid4().hex}")  # absolute: the kernel has its own cwd
+        return km
 
     def preprocess(self, nb: NotebookNode, resources: dict, km: Any = None) -> tuple[NotebookNode, dict]:
         seed = secrets.randbits(31)
