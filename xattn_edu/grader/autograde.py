@@ -77,7 +77,8 @@ class XattnExecute(Execute):
         km = super().create_kernel_manager()
         km.transport = "ipc"
         Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
-        km.ip = str(Path(jupyter_runtime_dir()) / f"xattn-{uuid.uuid4().hex}")  # absolute: the kernel has its own cwd
+        # an absolute path: the kernel runs in another folder than this process
+        km.ip = str(Path(jupyter_runtime_dir()) / f"xattn-{uuid.uuid4().hex}")
         return km
 
     def preprocess(self, nb: NotebookNode, resources: dict, km: Any = None) -> tuple[NotebookNode, dict]:
