@@ -4,9 +4,10 @@
 pipeline, with two of its steps replaced or added:
 
 * :class:`XattnExecute` runs the notebook like nbgrader's ``Execute``, on Unix-socket kernels (no
-  port races between kernels started side by side), with fast mode on for the grading kernel only, the grading run's seed for the hidden cases, a kernel forked by the kernel
-  server when the grading process has one (:mod:`xattn_edu.grader.kernels`), and a kernel death that
-  costs only the cells it reached: cells that completed keep their outputs and points, the cell that
+  port races between kernels started side by side), with fast mode on for the grading kernel only,
+  the grading run's seed for the hidden cases, a kernel forked by the kernel server when the grading
+  process has one (:mod:`xattn_edu.grader.kernels`), and a kernel death that costs only the cells it
+  reached: cells that completed keep their outputs and points, the cell that
   was running gets the reason, the cells after it are marked as not run.
 * :class:`VerifyResults` runs next. It scans the cells the student controls
   (:mod:`xattn_edu.grader.scan`) and asks the verifier (:mod:`xattn_edu.grader.verifier`, a separate
