@@ -19,6 +19,7 @@ from nbgrader.preprocessors import (
 
 from xattn_edu.grader.autograde import VerifyResults, XattnExecute
 from xattn_edu.grader.hide_hidden_tests import HideHiddenTests
+from xattn_edu.grader.math_offline import RenderMathOffline
 
 c = get_config()  # noqa: F821  (nbgrader provides get_config when it loads this file)
 
@@ -57,4 +58,5 @@ c.Autograde.autograde_preprocessors = [
 c.VerifyResults.on_flag = "zero"
 
 # Feedback shows the hidden tests' verdicts but not their code (nbgrader would show it, issue #917).
-c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+# Formulas are MathML, so feedback reads offline (no MathJax from a CDN).
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, RenderMathOffline, CSSHTMLHeaderPreprocessor]
