@@ -22,7 +22,8 @@ from tests.helpers.grading import (
 )
 from xattn_edu.cli import main
 from xattn_edu.common.errors import UserError
-from xattn_edu.grader.selfgrade import grade_notebook, repair_metadata
+from xattn_edu.grader.metadata import repair
+from xattn_edu.grader.selfgrade import grade_notebook
 
 CHAPTER = "00_fixture"
 
@@ -104,10 +105,10 @@ def test_deleted_test_cell_old_metadata_stderr_and_timeouts(tmp_path):
 def test_repair_metadata_restores_known_ids_and_drops_unknown(release):
     master = solution_notebook(CHAPTER, FIXTURE_SOLUTIONS)
     student = copy.deepcopy(release)
-    assert not repair_metadata(student, master)  # a valid notebook is left alone
+    assert not repair(student, master)  # a valid notebook is left alone
     cell_by_id(student, "add_tests").metadata["nbgrader"] = {"grade_id": "add_tests", "grade": True}
     student.cells[0].metadata["nbgrader"] = {}
-    assert repair_metadata(student, master)
+    assert repair(student, master)
     assert cell_by_id(student, "add_tests").metadata["nbgrader"] == cell_by_id(master, "add_tests").metadata["nbgrader"]
     assert "nbgrader" not in student.cells[0].metadata
 
@@ -135,7 +136,22 @@ def test_cli_prints_one_line_and_exits_2_on_user_error(tmp_path, cli_user_error)
     cli_user_error("grade", str(tmp_path / "corrupt.ipynb"), "--solutions", str(FIXTURE_SOLUTIONS))
 
 
-def test_a_dead_kernel_is_a_user_error(tmp_path):
+def test_a_dead_kernel_costs_only_the_cells_it_reached(tmp_path):
+    nb = replace_solution(solution_notebook(CHAPTER, FIXTURE_SOLUTIONS), "add_solution", "import os\nos._exit(1)")
+    nb.cells.append(nbformat.v4.new_code_cell("print('after the crash')"))
+    report = grade(nb, CHAPTER, tmp_path, solutions=FIXTURE_SOLUTIONS)
+    assert _scores(report) == {"add_tests": (0.0, 2.0), "norm_tests": (0.0, 3.0)}
+    assert "the kernel died while running this cell" in _reasons(report)["add_tests"]
+    assert "before this cell ran" in _reasons(report)["norm_tests"]
     nb = replace_solution(solution_notebook(CHAPTER, FIXTURE_SOLUTIONS), "norm_solution", "import os\nos._exit(1)")
-    with pytest.raises(UserError, match="the kernel died"):
-        grade(nb, CHAPTER, tmp_path, solutions=FIXTURE_SOLUTIONS)
+    report = grade(nb, CHAPTER, tmp_path, solutions=FIXTURE_SOLUTIONS)
+    assert _scores(report) == {"add_tests": (2.0, 2.0), "norm_tests": (0.0, 3.0)}  # completed cells keep their points
+
+
+def test_a_cell_pasted_from_another_chapter_is_graded_as_an_ordinary_cell(tmp_path):
+    nb = solution_notebook(CHAPTER, FIXTURE_SOLUTIONS)
+    pasted = solution_notebook("01_fixture_two", FIXTURE_SOLUTIONS)
+    foreign = next(cell for cell in pasted.cells if cell.metadata.get("nbgrader", {}).get("solution"))
+    nb.cells.insert(3, copy.deepcopy(foreign))  # valid metadata, a grade_id this chapter's master does not know
+    report = grade(nb, CHAPTER, tmp_path, solutions=FIXTURE_SOLUTIONS)
+    assert report.score == report.max_score == 5

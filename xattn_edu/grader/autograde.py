@@ -118,6 +118,12 @@ def _graded_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
     return cells
 
 
+def _already_zero(cell: NotebookNode) -> bool:
+    """Whether nbgrader scores the cell 0 anyway (an error, or anything on stderr): its own reason then stands."""
+    return any(o.get("output_type") == "error" or (o.get("output_type") == "stream" and o.get("name") == "stderr")
+               for o in cell.outputs)
+
+
 def _records(cell: NotebookNode) -> list[Any]:
     return [o["data"][RECORD_MIME] for o in cell.outputs
             if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {})]
@@ -147,7 +153,7 @@ class VerifyResults(NbGraderPreprocessor):
                 cell.outputs.append(NotebookNode(output_type="display_data", metadata={}, data={
                     FLAG_MIME: [flag.to_dict() for flag in flags[grade_id]],
                     "text/plain": f"flagged for review: {len(flags[grade_id])} suspicious line(s) before this cell"}))
-            if reason and not any(o.get("output_type") == "error" for o in cell.outputs):
+            if reason and not _already_zero(cell):
                 cell.outputs.insert(0, error_output(VERDICT_ERROR, reason))
         return nb, resources
 

@@ -115,17 +115,6 @@ def _remove_stale_cgroups() -> None:
                 pass
 
 
-def die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (``PR_SET_PDEATHSIG``); elsewhere, nothing."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class Cage:
     """One worker process and whatever it starts: limited (where a cgroup is available) and killable.
 
