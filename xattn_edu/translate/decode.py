@@ -83,22 +83,18 @@ class _Stepper:
 
     def __init__(self, model: Seq2Seq, memory: Tensor, memory_mask: Tensor, use_cache: bool):
         self.model, self.memory, self.memory_mask = model, memory, memory_mask
-        self.cache = model.new_cache() if use_cache else None
+        self.cache = model.new_cache(self_attn=use_cache, cross_attn=use_cache)  # without: an empty shell
 
     def log_probs(self, prefixes: Tensor) -> Tensor:
         """prefixes (N, t) starting with BOS → log-probabilities of the next token (N, V)."""
-        if self.cache is None:
-            hidden = self.model.decode(prefixes, self.memory, self.memory_mask)  # (N, t, D): all positions again
-        else:
-            hidden = self.model.decode(prefixes[:, -1:], self.memory, self.memory_mask, cache=self.cache)  # (N, 1, D)
-        return torch.log_softmax(self.model.logits(hidden[:, -1]).float(), dim=-1)
+        logits = self.model.next_token_logits(prefixes, self.memory, self.memory_mask, self.cache)  # (N, V)
+        return torch.log_softmax(logits.float(), dim=-1)
 
     def select(self, index: Tensor) -> None:
         """Keep rows ``index`` (N',) of the memory, its mask and the cache."""
         self.memory = self.memory.index_select(0, index)
         self.memory_mask = self.memory_mask.index_select(0, index)
-        if self.cache is not None:
-            self.cache.reorder(index)
+        self.cache.reorder(index)
 
 
 def _force_eos(log_probs: Tensor, rows: Tensor, eos_id: int) -> Tensor:
