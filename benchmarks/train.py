@@ -14,7 +14,6 @@ slow the run down (CPU seconds / threads approximates the wall time on an idle m
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -24,8 +23,9 @@ import time
 import torch
 
 from xattn_edu.common.device import hardware_info, resolve_device
+from xattn_edu.translate.config import get_preset
 from xattn_edu.translate.evaluate import evaluate
-from xattn_edu.translate.train import get_preset, train
+from xattn_edu.translate.train import train
 
 
 def main() -> None:
@@ -40,13 +40,15 @@ def main() -> None:
 
     cfg = get_preset(args.preset)
     if args.steps:
-        cfg = dataclasses.replace(cfg, steps=args.steps)
+        cfg = cfg.with_values({"optim.steps": args.steps})
+    if args.data_dir:
+        cfg = cfg.with_values({"data.data_dir": args.data_dir})
     hardware = hardware_info(resolve_device(args.device))  # includes the load average before the run
     with tempfile.TemporaryDirectory() as out:
         start, cpu_start = time.perf_counter(), time.process_time()
-        result = train(cfg, out, device=args.device, data_dir=args.data_dir, progress=False)
+        result = train(cfg, out, device=args.device, progress=False)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        report, _ = evaluate(out, split="test", device=args.device, data_dir=args.data_dir)
+        report, _ = evaluate(out, split="test", device=args.device)
     reached = next((v for v in result.validations if v.get("exact_match", 0) >= args.goal), {})
     print(json.dumps({
         "preset": args.preset,

@@ -23,6 +23,7 @@ Defaults: 1000 sentences on a GPU, 100 on a CPU. Training speed is measured by
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -32,9 +33,9 @@ import torch
 
 from xattn_edu.common.device import default_device, hardware_info, resolve_device, synchronize
 from xattn_edu.nn.model import Seq2Seq
+from xattn_edu.translate.config import get_preset
 from xattn_edu.translate.decode import translate_ids
-from xattn_edu.translate.tokenizers import BOS_ID, EOS_ID
-from xattn_edu.translate.train import get_preset
+from xattn_edu.translate.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 VOCAB = 8000  # the multi30k preset's joint sentencepiece vocabulary
 
@@ -90,7 +91,8 @@ def compare_decoding(model: Seq2Seq, sources: list[list[int]], repeats: int, bat
 def decode_section(device: torch.device, n_sentences: int, repeats: int, batch_size: int, beam: int) -> dict:
     """Cached vs uncached decoding of random sentences with a multi30k-shaped random model."""
     torch.manual_seed(0)
-    model = Seq2Seq(get_preset("multi30k").model_config(VOCAB, VOCAB)).to(device).eval()
+    model_cfg = get_preset("multi30k").with_vocabularies(VOCAB, VOCAB, PAD_ID).model
+    model = Seq2Seq(model_cfg).to(device).eval()
     sources = random_sources(n_sentences, VOCAB)
     return {
         "model": "multi30k preset shape, random weights (float32), margin 0",
@@ -110,10 +112,11 @@ def checkpoint_decode_section(directory: Path, device: torch.device, repeats: in
     from xattn_edu.translate.corpus import encode_source, load_splits
 
     loaded = load_model(directory, device)
-    pairs = load_splits(loaded.train_config, data_dir=data_dir)["test"][:n_sentences]
+    data = loaded.config.data if data_dir is None else dataclasses.replace(loaded.config.data, data_dir=data_dir)
+    pairs = load_splits(data)["test"][:n_sentences]
     sources = [encode_source(loaded.src_tokenizer, s) for s, _ in pairs]
     return {
-        "model": f"checkpoint {directory} (preset {loaded.train_config.preset}, step {loaded.step})",
+        "model": f"checkpoint {directory} (preset {loaded.config.preset}, step {loaded.step})",
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "sentences": len(sources),
         "source_tokens": sum(len(s) for s in sources),

@@ -4,11 +4,13 @@ The contracts run on the real package; a copy of the package with one forbidden 
 shows that a change breaking a layer fails this test with a readable message.
 """
 
+import ast
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +54,22 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path, module, planted, contr
     assert contract in broken, broken
     assert planted.split()[1] in broken  # the message names the offending import
 
+
+def test_no_module_imports_itself_through_others():
+    graph = grimp.build_graph(PACKAGE)
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            if imported != module and not module.startswith(imported + ".") and graph.chain_exists(imported, module):
+                cycles.append(f"{module} -> {imported} -> ... -> {module}")
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+@pytest.mark.parametrize("layer", ["nn", "translate", "grader"])
+def test_no_function_is_longer_than_60_lines(layer):
+    long = []
+    for path in sorted((ROOT / PACKAGE / layer).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert not long, "functions over 60 lines:\n" + "\n".join(long)

@@ -114,11 +114,82 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from xattn_edu.translate.train import config_from_args, train
+def _parse_value(key: str, text: str, kind) -> object:
+    """``text`` read as a value of the setting's type (bool, int, float, str, path, optional, tuple)."""
+    import types
+    import typing
+    from pathlib import Path
 
-    cfg, text_files = config_from_args(args)
-    train(cfg, args.out, device=args.device, data_dir=args.data_dir, text_files=text_files, resume=args.resume,
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in args:
+        if text.lower() in ("none", ""):
+            return None
+        kind = next(a for a in args if a is not type(None))
+    if typing.get_origin(kind) is tuple:
+        parts, members = text.split(","), typing.get_args(kind)
+        if len(parts) != len(members):
+            raise UserError(f"--set {key}={text}: expected {len(members)} comma-separated values")
+        return tuple(_parse_value(key, part.strip(), each) for part, each in zip(parts, members, strict=True))
+    if kind is bool:
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if text.lower() not in words:
+            raise UserError(f"--set {key}={text}: expected true or false")
+        return words[text.lower()]
+    try:
+        return Path(text) if kind is Path else kind(text)
+    except ValueError:
+        raise UserError(f"--set {key}={text}: expected a value of type {kind.__name__}") from None
+
+
+def _settings(pairs: Sequence[str]) -> dict[str, object]:
+    """``--set KEY=VALUE`` options as {dotted key: typed value}; one-line errors naming the valid keys."""
+    from xattn_edu.translate.config import setting_types
+
+    known = setting_types()
+    values = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep:
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}; valid keys: {', '.join(known)}")
+        if key not in known:
+            raise UserError(f"--set: unknown setting {key!r}; valid keys: {', '.join(known)}")
+        values[key] = _parse_value(key, text.strip(), known[key])
+    return values
+
+
+def run_config(args: argparse.Namespace):
+    """The run config of ``xattn train``: a preset (with ``--resume``, the checkpoint's own settings)
+    changed by the data options, ``--steps``, ``--seed``, ``--compile`` and then every ``--set``."""
+    from pathlib import Path
+
+    from xattn_edu.translate import checkpoint
+    from xattn_edu.translate.config import get_preset
+
+    if args.resume and args.preset is not None:
+        raise UserError("--resume continues the saved run with its own settings; leave out --preset")
+    cfg = checkpoint.read_config(args.out) if args.resume else get_preset(args.preset or "tiny")
+    files = {name: getattr(args, name) for name in ("train_src", "train_tgt", "val_src", "val_tgt")}
+    values: dict[str, object] = {}
+    if any(files.values()):
+        if not args.train_src:
+            raise UserError("--train-tgt/--val-src/--val-tgt need --train-src")
+        values["data.source"] = "text"
+        values.update({f"data.{name}": Path(path) for name, path in files.items() if path})
+    if args.data_dir:
+        values["data.data_dir"] = Path(args.data_dir)
+    if args.steps is not None:
+        values["optim.steps"] = args.steps
+    if args.seed is not None:
+        values["seed"] = args.seed
+    values["compile"] = args.compile
+    return cfg.with_values({**values, **_settings(args.set)})
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from xattn_edu.translate.train import train
+
+    train(run_config(args), args.out, device=args.device, resume=args.resume,
           progress=False if args.no_progress else None)  # fmt: skip
     return 0
 
@@ -175,11 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="score a trained checkpoint on a split: BLEU, exact match, AER")
     evaluate.add_argument("dir", metavar="DIR", help="training output directory (holds checkpoint.pt)")
-    evaluate.add_argument("--split", default="test", help="train, val or test (default: test)")
+    evaluate.add_argument("--split", help="train, val or test (default: test, or val when the data has none)")
     evaluate.add_argument("--beam", type=int, default=1, metavar="K", help="beam size (default 1: greedy)")
     evaluate.add_argument("--batch-size", type=int, default=128, metavar="N", help="sentences decoded together")
     evaluate.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
-    evaluate.add_argument("--data-dir", metavar="DIR", help="where the Multi30k files are, for Multi30k checkpoints")
+    evaluate.add_argument("--data-dir", metavar="DIR",
+                          help="where the Multi30k files are now (default: where the run read them)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     evaluate.set_defaults(func=_cmd_evaluate)
 
@@ -198,8 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_cmd_data)
 
     train = sub.add_parser("train", help="train a translator (preset tiny: CPU, minutes; multi30k: GPU)")
-    train.add_argument("--preset", default="tiny", help="tiny (synthetic corpus, CPU) or multi30k (default: tiny)")
+    train.add_argument("--preset", help="tiny (synthetic corpus, CPU) or multi30k (default: tiny)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="change any setting, e.g. model.pre_norm=false, optim.lr=5e-4, data.n_train=1000 "
+                            "(repeatable; a wrong key lists them all)")
     train.add_argument("--data-dir", metavar="DIR", help="Multi30k files already on disk (no download)")
     train.add_argument("--train-src", metavar="FILE", help="training sources, one per line, or a TSV of pairs")
     train.add_argument("--train-tgt", metavar="FILE", help="their translations, line-aligned (omit for a TSV)")

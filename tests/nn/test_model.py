@@ -81,6 +81,33 @@ def test_cached_incremental_decoding_equals_full_forward(model, fused):
     assert_close(torch.cat(steps, dim=1), full)
 
 
+@pytest.mark.parametrize(("self_attn", "cross_attn"), [(False, False), (False, True), (True, False), (True, True)])
+@torch.no_grad()
+def test_every_partial_cache_gives_the_logits_of_the_full_pass(model, self_attn, cross_attn):
+    src, tgt = _batch()
+    full = model(src, tgt)  # (B, T, V)
+    memory, memory_mask = model.encode(src)
+    cache = model.new_cache(self_attn=self_attn, cross_attn=cross_attn)
+    steps = [model.next_token_logits(tgt[:, : t + 1], memory, memory_mask, cache) for t in range(tgt.shape[1])]
+    assert_close(torch.stack(steps, dim=1), full)
+    assert cache.length == (tgt.shape[1] if self_attn else 0)
+    layer = cache.layers[0]
+    assert (layer.self_attn is not None, layer.cross_attn is not None) == (self_attn, cross_attn)
+
+
+@pytest.mark.parametrize("self_attn", [True, False])
+@torch.no_grad()
+def test_reordering_a_partial_cache_follows_the_batch(model, self_attn):
+    src, tgt = _batch()
+    memory, memory_mask = model.encode(src)
+    cache = model.new_cache(self_attn=self_attn, cross_attn=True)
+    model.next_token_logits(tgt[:, :2], memory, memory_mask, cache)
+    swap = torch.tensor([1, 0])
+    cache.reorder(swap)
+    after = model.next_token_logits(tgt[swap, :3], memory[swap], memory_mask[swap], cache)
+    assert_close(after, model(src[swap], tgt[swap, :3])[:, -1])
+
+
 @torch.no_grad()
 def test_padding_the_source_changes_nothing(model):
     src, tgt = _batch()

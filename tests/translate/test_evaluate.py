@@ -10,45 +10,44 @@ from xattn_edu.cli import main
 from xattn_edu.nn.model import Seq2Seq
 from xattn_edu.translate import checkpoint
 from xattn_edu.translate import evaluate as evaluation
+from xattn_edu.translate.config import DataConfig, RunConfig, TokenizerConfig, model_config
 from xattn_edu.translate.corpus import encode_source, fit_tokenizers, load_splits
 from xattn_edu.translate.data import synthetic
+from xattn_edu.translate.data.synthetic import generate
 from xattn_edu.translate.decode import Translation
 from xattn_edu.translate.metrics import alignment_error_rate, exact_match, sacre_bleu, tokenized_bleu
-from xattn_edu.translate.train import TrainConfig
 
-TRAIN_CFG = TrainConfig(preset="test", data="synthetic", n_train=300, n_val=20, n_test=25, tokenizer="word",
-                        d_model=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=64, dropout=0.0,
-                        max_len=40)  # fmt: skip
+TRAIN_CFG = RunConfig(
+    preset="test", data=DataConfig(source="synthetic", n_train=300, n_val=20, n_test=25),
+    tokenizer=TokenizerConfig(kind="word"),
+    model=model_config(d_model=32, n_heads=4, n_encoder_layers=2, n_decoder_layers=2, d_ff=64, dropout=0.0,
+                       max_len=40),
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory):
-    """An untrained model saved exactly as training saves one."""
+    """An untrained model saved exactly as training saves one (without the state to resume from)."""
     directory = tmp_path_factory.mktemp("run")
-    splits = load_splits(TRAIN_CFG)
-    src_tok, tgt_tok = fit_tokenizers(TRAIN_CFG, splits["train"])
+    src_tok, tgt_tok = fit_tokenizers(TRAIN_CFG.tokenizer, load_splits(TRAIN_CFG.data).train)
     torch.manual_seed(0)
-    model_cfg = TRAIN_CFG.model_config(src_tok.vocab_size, tgt_tok.vocab_size)
-    checkpoint.save(directory, {
-        "model": Seq2Seq(model_cfg).state_dict(), "model_config": model_cfg.to_dict(),
-        "train_config": TRAIN_CFG.to_dict(), "src_tokenizer": src_tok.to_dict(), "tgt_tokenizer": tgt_tok.to_dict(),
-        "step": 0,
-    })  # fmt: skip
+    cfg = TRAIN_CFG.with_vocabularies(src_tok.vocab_size, tgt_tok.vocab_size, tgt_tok.pad_id)
+    checkpoint.save(directory, checkpoint.Checkpoint(cfg, Seq2Seq(cfg.model).state_dict(), src_tok, tgt_tok, step=0))
     return directory
 
 
 def test_report_matches_the_metrics_of_its_hypotheses(checkpoint_dir):
     report, hypotheses = evaluation.evaluate(checkpoint_dir, split="test", device="cpu")
-    references = [t for _, t in load_splits(TRAIN_CFG)["test"]]
-    assert report.sentences == len(hypotheses) == TRAIN_CFG.n_test
+    references = [t for _, t in load_splits(TRAIN_CFG.data)["test"]]
+    assert report.sentences == len(hypotheses) == TRAIN_CFG.data.n_test
     assert report.bleu_tok == pytest.approx(tokenized_bleu(hypotheses, references).score)
     assert report.sacrebleu == pytest.approx(sacre_bleu(hypotheses, references).score)
     assert report.exact_match == pytest.approx(exact_match(hypotheses, references))
     assert "case:lc" in report.bleu_tok_signature and "case:mixed" in report.sacrebleu_signature
-    assert 0.0 <= report.aer <= 1.0 and len(report.aer_per_layer) == TRAIN_CFG.n_decoder_layers
+    assert 0.0 <= report.aer <= 1.0 and len(report.aer_per_layer) == TRAIN_CFG.model.n_decoder_layers
     assert report.decode_seconds > 0
     loaded = checkpoint.load_model(checkpoint_dir)
-    sources = [s for s, _ in load_splits(TRAIN_CFG)["test"]]
+    sources = [s for s, _ in load_splits(TRAIN_CFG.data)["test"]]
     assert evaluation.translate_texts(loaded, sources, batch_size=7) == hypotheses
 
 
@@ -58,7 +57,8 @@ class _Oracle:
     def __init__(self, checkpoint_dir):
         loaded = checkpoint.load_model(checkpoint_dir)
         self.pairs = {}
-        for pair in synthetic.make_splits(TRAIN_CFG.n_train, TRAIN_CFG.n_val, TRAIN_CFG.n_test).test:
+        data = TRAIN_CFG.data
+        for pair in synthetic.make_splits(data.n_train, data.n_val, data.n_test).test:
             src = tuple(encode_source(loaded.src_tokenizer, pair.src_text))
             self.pairs[src] = (loaded.tgt_tokenizer.encode(pair.tgt_text), pair)
 
@@ -100,7 +100,7 @@ def test_cli_evaluate_json_and_table(checkpoint_dir, capsys):
     assert main(["evaluate", str(checkpoint_dir), "--json", "--device", "cpu", "--split", "val"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"bleu_tok", "sacrebleu", "exact_match", "aer", "decode_seconds"} <= set(result)
-    assert result["sentences"] == TRAIN_CFG.n_val
+    assert result["sentences"] == TRAIN_CFG.data.n_val
     assert main(["evaluate", str(checkpoint_dir), "--device", "cpu", "--beam", "2", "--split", "val"]) == 0
     table = capsys.readouterr().out
     assert "BLEU (tokenized)" in table and "AER" in table and "beam 2" in table
@@ -114,6 +114,44 @@ def test_cli_translate_arguments_and_stdin(checkpoint_dir, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(sentences) + "\n\n"))
     assert main(["translate", str(checkpoint_dir)]) == 0
     assert capsys.readouterr().out.splitlines() == lines
+
+
+def test_evaluate_builds_the_synthetic_corpus_once_and_defaults_to_the_test_split(checkpoint_dir, monkeypatch):
+    calls = []
+    real = synthetic.make_splits
+    monkeypatch.setattr(synthetic, "make_splits", lambda *a, **k: calls.append(a) or real(*a, **k))
+    report, _ = evaluation.evaluate(checkpoint_dir, device="cpu")
+    assert len(calls) == 1
+    assert report.split == "test" and report.aer is not None
+
+
+def _write_lines(path, lines):
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def test_cli_evaluates_and_translates_a_run_trained_on_text_files(tmp_path, monkeypatch, capsys, cli_user_error):
+    """Regression: the config records the files (absolute), so evaluate finds them from another folder."""
+    data = tmp_path / "data"
+    data.mkdir()
+    pairs = generate(60, seed=7)
+    _write_lines(data / "a.en", [p.src_text for p in pairs])
+    _write_lines(data / "a.de", [p.tgt_text for p in pairs])
+    monkeypatch.chdir(data)
+    assert main(["train", "--train-src", "a.en", "--train-tgt", "a.de", "--steps", "3", "--out", "run",
+                 "--device", "cpu", "--no-progress", "--set", "data.n_val=5"]) == 0  # fmt: skip
+    capsys.readouterr()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = str(data / "run")
+    assert main(["evaluate", run, "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["split"], result["sentences"], result["aer"]) == ("val", 5, None)
+    assert main(["evaluate", run, "--device", "cpu", "--split", "val"]) == 0
+    assert "split:            val (5 sentences" in capsys.readouterr().out
+    assert "has no 'test' split; try --split val" in cli_user_error("evaluate", run, "--split", "test")
+    assert main(["translate", run, pairs[0].src_text]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
 
 
 @pytest.mark.parametrize(

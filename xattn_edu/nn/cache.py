@@ -77,22 +77,30 @@ class LayerCache:
 
 @dataclass
 class DecoderCache:
-    """One ``LayerCache`` per decoder layer, plus the number of positions decoded so far."""
+    """One ``LayerCache`` per decoder layer.
+
+    A cache may keep both kinds of keys/values, or only one of them (a partial cache): without
+    the growing self-attention cache every step feeds the whole prefix again; without the static
+    cross-attention cache every step projects the memory again. The numbers are the same either way.
+    """
 
     layers: list[LayerCache]
 
     @classmethod
-    def empty(cls, n_layers: int) -> DecoderCache:
-        """A cache for a decoder of ``n_layers`` layers, before the first step."""
-        return cls([LayerCache() for _ in range(n_layers)])
+    def empty(cls, n_layers: int, *, self_attn: bool = True, cross_attn: bool = True) -> DecoderCache:
+        """A cache for a decoder of ``n_layers`` layers, before the first step, keeping the K/V named True."""
+        return cls([LayerCache(GrowingKV() if self_attn else None, StaticKV() if cross_attn else None)
+                    for _ in range(n_layers)])  # fmt: skip
 
     @property
     def length(self) -> int:
-        """Positions already decoded (the offset of the next step)."""
-        return self.layers[0].self_attn.length if self.layers else 0
+        """Target positions held in the self-attention cache: the offset of the next input (0 if it keeps none)."""
+        first = self.layers[0].self_attn if self.layers else None
+        return first.length if first is not None else 0
 
     def reorder(self, index: Tensor) -> None:
         """Reorder every layer's caches along the batch dimension: index (B',)."""
         for layer in self.layers:
-            layer.self_attn.reorder(index)
-            layer.cross_attn.reorder(index)
+            for kv in (layer.self_attn, layer.cross_attn):
+                if kv is not None:
+                    kv.reorder(index)

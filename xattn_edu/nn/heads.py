@@ -125,15 +125,7 @@ class MultiHeadAttention(nn.Module):
         query = self.split_heads(self.q_proj(x if query_pos is None else x + query_pos))  # (B, h, Tq, Dh)
         if self.rotary is not None:
             query = self.rotary(query, query_positions)
-        if isinstance(cache, StaticKV):
-            if not cache.filled:
-                cache.fill(*self.project_keys_values(context, key_pos, key_positions))
-            key, value = cache.key, cache.value
-        else:
-            key, value = self.project_keys_values(x if context is None else context, key_pos, key_positions)
-            if isinstance(cache, GrowingKV):
-                key, value = cache.append(key, value)  # (B, h, offset + Tq, Dh)
-
+        key, value = self._keys_values(x, context, cache, key_pos, key_positions)  # (B, h, Tk, Dh) each
         result = scaled_dot_product_attention(
             query, key, value, mask, bias=bias, dropout_p=self.dropout if self.training else 0.0,
             return_weights=return_weights, fused=self.fused,
@@ -141,6 +133,19 @@ class MultiHeadAttention(nn.Module):
         output, weights = result if return_weights else (result, None)
         output = self.out_proj(self.merge_heads(output))  # (B, Tq, D)
         return (output, weights) if return_weights else output
+
+    def _keys_values(self, x: Tensor, context: Tensor | None, cache, key_pos: Tensor | None,
+                     key_positions: Tensor | None) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Keys and values (B, h, Tk, Dh): the static cache's (filled on first use), or projected now
+        from ``context`` (else ``x``) and, with a growing cache, appended to the cached ones."""
+        if isinstance(cache, StaticKV):
+            if not cache.filled:
+                cache.fill(*self.project_keys_values(context, key_pos, key_positions))
+            return cache.key, cache.value
+        key, value = self.project_keys_values(x if context is None else context, key_pos, key_positions)
+        if isinstance(cache, GrowingKV):
+            key, value = cache.append(key, value)  # (B, h, offset + Tq, Dh)
+        return key, value
 
     def _check_inputs(self, x: Tensor, context: Tensor | None, cache, cross: bool) -> None:
         if x.dim() != 3 or x.shape[-1] != self.d_model:

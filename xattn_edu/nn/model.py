@@ -141,7 +141,8 @@ class Seq2Seq(nn.Module):
     """Transformer encoder-decoder for translation.
 
     ``forward(src, tgt_in)`` gives next-token logits for teacher forcing; ``encode`` then
-    repeated ``decode(..., cache=...)`` calls give the same logits one step at a time.
+    repeated ``next_token_logits(..., cache=...)`` (or ``decode``) calls give the same logits one
+    step at a time, with a full, partial or no K/V cache.
     """
 
     def __init__(self, cfg: Seq2SeqConfig):
@@ -211,10 +212,12 @@ class Seq2Seq(nn.Module):
         """Decoder hidden states for target ids.
 
         Args:
-            tgt: (B, Tt) target ids; with a cache, only the new positions (usually Tt = 1).
-            memory: (B, Ts, D) encoder output (may be None once the cache holds its keys/values).
+            tgt: (B, Tt) target ids: the positions after the ``cache.length`` ones the cache holds
+                (with a self-attention cache usually Tt = 1; without one, the whole prefix).
+            memory: (B, Ts, D) encoder output (may be None once the cache holds its cross-attention keys/values).
             memory_mask: (B, 1, 1, Ts) True = real source token.
-            cache: a ``DecoderCache`` for incremental decoding (updated in place).
+            cache: a ``DecoderCache`` (full or partial, see :meth:`new_cache`) for incremental
+                decoding, updated in place; the target is then causal without padding.
             return_weights: also return cross-attention weights, one (B, h, Tt, Ts) per layer.
 
         Returns:
@@ -242,6 +245,24 @@ class Seq2Seq(nn.Module):
         memory, memory_mask = self.encode(src)
         return self.logits(self.decode(tgt, memory, memory_mask))
 
-    def new_cache(self) -> DecoderCache:
-        """An empty cache for incremental decoding with this model."""
-        return DecoderCache.empty(len(self.decoder_layers))
+    def next_token_logits(
+        self, prefix: Tensor, memory: Tensor | None, memory_mask: Tensor, cache: DecoderCache | None = None
+    ) -> Tensor:
+        """Logits of the token after each prefix: prefix (B, t) starting with BOS → (B, V_tgt).
+
+        The one decoding step every loop uses. The positions the cache already holds
+        (``cache.length``: t - 1 with a self-attention cache, 0 without) are not fed again; the
+        rest of the prefix runs through the decoder. ``memory`` (B, Ts, D) and ``memory_mask``
+        (B, 1, 1, Ts) as in :meth:`decode`. Without a cache (None) every step is a full pass.
+        """
+        new = prefix[:, cache.length :] if cache is not None else prefix  # (B, t - cached)
+        hidden = self.decode(new, memory, memory_mask, cache=cache)
+        return self.logits(hidden[:, -1])  # (B, V_tgt)
+
+    def new_cache(self, *, self_attn: bool = True, cross_attn: bool = True) -> DecoderCache:
+        """An empty cache for incremental decoding with this model, keeping the K/V named True.
+
+        ``self_attn``: the growing cache of decoder self-attention (else the prefix is recomputed);
+        ``cross_attn``: the static cache of the projected memory (else projected at every step).
+        """
+        return DecoderCache.empty(len(self.decoder_layers), self_attn=self_attn, cross_attn=cross_attn)

@@ -1,13 +1,13 @@
 """The sentence pairs and tokenizers a training run uses.
 
-A :class:`~xattn_edu.translate.train.TrainConfig` names its data source:
+A run's :class:`~xattn_edu.translate.config.DataConfig` names its data source:
 
 * ``"synthetic"`` (default, offline): disjoint splits from :mod:`xattn_edu.translate.data.synthetic`,
-  drawn deterministically from the config's sizes and ``data_seed``;
+  drawn deterministically from the config's sizes and seed, with gold word alignments;
 * ``"multi30k"``: German→English from :mod:`xattn_edu.translate.data.multi30k` (downloaded once, or
-  read from ``data_dir``);
-* ``"text"``: your own line-aligned files (:class:`TextFiles`); without validation files a
-  seeded sample of the training pairs is held out for validation.
+  read from the config's ``data_dir``);
+* ``"text"``: your own line-aligned files, named in the config; without validation files a
+  seeded sample of the training pairs is held out for validation. No test split.
 
 Tokenizers are fitted on the training split only: word-level for text that is already
 tokenized (the synthetic corpus), one joint sentencepiece model for both sides otherwise.
@@ -21,30 +21,37 @@ this is decided; decoding uses the same functions.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from xattn_edu.common.errors import UserError
+from xattn_edu.translate.config import DataConfig, RunConfig, TokenizerConfig
 from xattn_edu.translate.data import multi30k, synthetic
 from xattn_edu.translate.data.parallel_text import read_pairs
 from xattn_edu.translate.tokenizers import SentencePieceTokenizer, Tokenizer, WordTokenizer
 
-if TYPE_CHECKING:  # train.py imports this module
-    from xattn_edu.translate.train import TrainConfig
-
 Pair = tuple[str, str]  # (source sentence, target sentence)
+Alignment = tuple[tuple[int, int], ...]  # gold (source word index, target word index) links of one pair
 SPLIT_NAMES = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class TextFiles:
-    """Plain parallel text (UTF-8, plain or gzip): two line-aligned files, or one ``source<TAB>target`` file."""
+@dataclass
+class Splits:
+    """The sentence pairs of every split of a data source (an empty list: the source has no such split)."""
 
-    train_src: Path  # training source sentences, one per line (or the TSV of pairs when train_tgt is None)
-    train_tgt: Path | None = None  # training target sentences, line-aligned with train_src; None: train_src is a TSV
-    val_src: Path | None = None  # validation source (or TSV); None: hold out part of the training pairs
-    val_tgt: Path | None = None  # validation target; None with val_src set: val_src is a TSV
+    train: list[Pair]  # training pairs
+    val: list[Pair]  # validation pairs
+    test: list[Pair]  # test pairs (empty for plain text files)
+    alignments: dict[str, list[Alignment]] = field(default_factory=dict)  # split → gold links per pair (synthetic)
+
+    def __getitem__(self, name: str) -> list[Pair]:
+        """The pairs of split ``name`` ("train", "val" or "test")."""
+        if name not in SPLIT_NAMES:
+            raise UserError(f"unknown split {name!r}; choose one of {', '.join(SPLIT_NAMES)}")
+        return getattr(self, name)
+
+    def available(self) -> list[str]:
+        """Names of the splits that hold pairs, in the order test, val, train."""
+        return [name for name in reversed(SPLIT_NAMES) if self[name]]
 
 
 @dataclass
@@ -102,63 +109,53 @@ def _check_pairs(name: str, pairs: list[Pair]) -> list[Pair]:
     return pairs
 
 
-def _text_splits(cfg: TrainConfig, files: TextFiles) -> dict[str, list[Pair]]:
-    train = _check_pairs(str(files.train_src), read_pairs(files.train_src, files.train_tgt))
-    if files.val_tgt is not None and files.val_src is None:
-        raise UserError("a validation target file needs its validation source file")
-    if files.val_src is not None:
-        val = _check_pairs(str(files.val_src), read_pairs(files.val_src, files.val_tgt))
-        return {"train": train, "val": val, "test": []}
-    n_val = min(cfg.n_val, len(train) // 10)
+def _text_splits(data: DataConfig) -> Splits:
+    if data.train_src is None:
+        raise UserError("the 'text' data source names no training files (--train-src); runs saved before "
+                        "checkpoint format 2 did not record them")  # fmt: skip
+    train = _check_pairs(str(data.train_src), read_pairs(data.train_src, data.train_tgt))
+    if data.val_src is not None:
+        val = _check_pairs(str(data.val_src), read_pairs(data.val_src, data.val_tgt))
+        return Splits(train, val, [])
+    n_val = min(data.n_val, len(train) // 10)
     if n_val == 0:
-        raise UserError(f"{files.train_src}: {len(train)} pairs are too few to hold out validation pairs")
+        raise UserError(f"{data.train_src}: {len(train)} pairs are too few to hold out validation pairs")
     order = list(range(len(train)))
-    random.Random(cfg.data_seed).shuffle(order)
+    random.Random(data.seed).shuffle(order)
     held_out = set(order[:n_val])
-    return {
-        "train": [p for i, p in enumerate(train) if i not in held_out],
-        "val": [train[i] for i in sorted(held_out)],
-        "test": [],
-    }
+    return Splits([p for i, p in enumerate(train) if i not in held_out], [train[i] for i in sorted(held_out)], [])
 
 
-def load_splits(
-    cfg: TrainConfig, *, data_dir: str | Path | None = None, text_files: TextFiles | None = None
-) -> dict[str, list[Pair]]:
-    """``{"train": [...], "val": [...], "test": [...]}`` sentence pairs of the config's data source."""
-    if cfg.data == "synthetic":
-        splits = synthetic.make_splits(cfg.n_train, cfg.n_val, cfg.n_test, seed=cfg.data_seed)
-        return {name: [(p.src_text, p.tgt_text) for p in getattr(splits, name)] for name in SPLIT_NAMES}
-    if cfg.data == "multi30k":
-        return {name: _check_pairs(f"Multi30k {name}", multi30k.load(name, data_dir=data_dir)) for name in SPLIT_NAMES}
-    if cfg.data == "text":
-        if text_files is None:
-            raise UserError("the 'text' data source needs training files (--train-src and --train-tgt)")
-        return _text_splits(cfg, text_files)
-    raise UserError(f"unknown data source {cfg.data!r}; choose synthetic, multi30k or text")
+def _synthetic_splits(data: DataConfig) -> Splits:
+    made = synthetic.make_splits(data.n_train, data.n_val, data.n_test, seed=data.seed)
+    by_name = {name: getattr(made, name) for name in SPLIT_NAMES}
+    return Splits(*([(p.src_text, p.tgt_text) for p in by_name[name]] for name in SPLIT_NAMES),
+                  alignments={name: [p.alignment for p in pairs] for name, pairs in by_name.items()})  # fmt: skip
 
 
-def fit_tokenizers(cfg: TrainConfig, train: list[Pair]) -> tuple[Tokenizer, Tokenizer]:
+def load_splits(data: DataConfig) -> Splits:
+    """Every split of the data source ``data`` names (the synthetic corpus with its gold alignments)."""
+    if data.source == "synthetic":
+        return _synthetic_splits(data)
+    if data.source == "multi30k":
+        return Splits(*(_check_pairs(f"Multi30k {name}", multi30k.load(name, data_dir=data.data_dir))
+                        for name in SPLIT_NAMES))  # fmt: skip
+    return _text_splits(data)
+
+
+def fit_tokenizers(cfg: TokenizerConfig, train: list[Pair]) -> tuple[Tokenizer, Tokenizer]:
     """Source and target tokenizers fitted on the training pairs only."""
-    if cfg.tokenizer == "word":
+    if cfg.kind == "word":
         src = WordTokenizer.train([s for s, _ in train], min_count=cfg.min_count)
         return src, WordTokenizer.train([t for _, t in train], min_count=cfg.min_count)
-    if cfg.tokenizer == "sentencepiece":
-        joint = SentencePieceTokenizer.train([s for s, _ in train] + [t for _, t in train], cfg.vocab_size)
-        return joint, joint
-    raise UserError(f"unknown tokenizer {cfg.tokenizer!r}; choose word or sentencepiece")
+    joint = SentencePieceTokenizer.train([s for s, _ in train] + [t for _, t in train], cfg.vocab_size)
+    return joint, joint
 
 
-def build_corpus(
-    cfg: TrainConfig,
-    *,
-    data_dir: str | Path | None = None,
-    text_files: TextFiles | None = None,
-    tokenizers: tuple[Tokenizer, Tokenizer] | None = None,
-) -> Corpus:
-    """The splits of the config's data source, with tokenizers fitted on train (or the ones given)."""
-    splits = load_splits(cfg, data_dir=data_dir, text_files=text_files)
-    if not splits["train"]:
+def build_corpus(cfg: RunConfig, *, tokenizers: tuple[Tokenizer, Tokenizer] | None = None) -> Corpus:
+    """The splits of the run's data source, with tokenizers fitted on train (or the ones given)."""
+    splits = load_splits(cfg.data)
+    if not splits.train:
         raise UserError("the training split is empty")
-    src_tok, tgt_tok = tokenizers or fit_tokenizers(cfg, splits["train"])
-    return Corpus(splits["train"], splits["val"], splits["test"], src_tok, tgt_tok)
+    src_tok, tgt_tok = tokenizers or fit_tokenizers(cfg.tokenizer, splits.train)
+    return Corpus(splits.train, splits.val, splits.test, src_tok, tgt_tok)

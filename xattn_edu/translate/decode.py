@@ -83,22 +83,18 @@ class _Stepper:
 
     def __init__(self, model: Seq2Seq, memory: Tensor, memory_mask: Tensor, use_cache: bool):
         self.model, self.memory, self.memory_mask = model, memory, memory_mask
-        self.cache = model.new_cache() if use_cache else None
+        self.cache = model.new_cache(self_attn=use_cache, cross_attn=use_cache)  # without: an empty shell
 
     def log_probs(self, prefixes: Tensor) -> Tensor:
         """prefixes (N, t) starting with BOS → log-probabilities of the next token (N, V)."""
-        if self.cache is None:
-            hidden = self.model.decode(prefixes, self.memory, self.memory_mask)  # (N, t, D): all positions again
-        else:
-            hidden = self.model.decode(prefixes[:, -1:], self.memory, self.memory_mask, cache=self.cache)  # (N, 1, D)
-        return torch.log_softmax(self.model.logits(hidden[:, -1]).float(), dim=-1)
+        logits = self.model.next_token_logits(prefixes, self.memory, self.memory_mask, self.cache)  # (N, V)
+        return torch.log_softmax(logits.float(), dim=-1)
 
     def select(self, index: Tensor) -> None:
         """Keep rows ``index`` (N',) of the memory, its mask and the cache."""
         self.memory = self.memory.index_select(0, index)
         self.memory_mask = self.memory_mask.index_select(0, index)
-        if self.cache is not None:
-            self.cache.reorder(index)
+        self.cache.reorder(index)
 
 
 def _force_eos(log_probs: Tensor, rows: Tensor, eos_id: int) -> Tensor:
@@ -149,6 +145,24 @@ def greedy_search(
     return results
 
 
+Hypothesis = tuple[float, float, list[int]]  # (length-normalised score, log-probability, tokens without BOS/EOS)
+
+
+def _collect_finished(finished: list[list[Hypothesis]], sentences: Tensor, generated: Tensor, top_scores: Tensor,
+                      top_beam: Tensor, is_eos: Tensor, k: int, penalty: float) -> None:  # fmt: skip
+    """Add the candidates among each sentence's k best that end in EOS to its finished hypotheses.
+
+    sentences (N,) original indices; generated (N*k, t) tokens of each beam so far (without BOS);
+    top_scores, top_beam, is_eos (N, 2k) of the step's best candidates; penalty: the GNMT length penalty.
+    """
+    ended_i, ended_j = (is_eos[:, :k] & torch.isfinite(top_scores[:, :k])).nonzero(as_tuple=True)
+    ended_tokens = generated[ended_i * k + top_beam[ended_i, ended_j]].tolist()
+    sentence_ids = sentences.tolist()
+    ended = zip(ended_i.tolist(), top_scores[ended_i, ended_j].tolist(), ended_tokens, strict=True)
+    for i, log_prob, tokens in ended:
+        finished[sentence_ids[i]].append((log_prob / penalty, log_prob, tokens))
+
+
 @torch.inference_mode()
 def beam_search(
     model: Seq2Seq,
@@ -173,8 +187,7 @@ def beam_search(
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    k, n_sent = beam_size, src.shape[0]
-    device = src.device
+    k, n_sent, device = beam_size, src.shape[0], src.device
     memory, memory_mask = model.encode(src)  # (B, Ts, D), (B, 1, 1, Ts)
     expand = torch.arange(n_sent, device=device).repeat_interleave(k)  # (B*k,): row b*k + j is beam j of b
     stepper = _Stepper(model, memory.index_select(0, expand), memory_mask.index_select(0, expand), use_cache)
@@ -183,7 +196,7 @@ def beam_search(
     prefixes = torch.full((n_sent * k, 1), bos_id, dtype=torch.long, device=device)  # (N*k, t)
     beam_scores = torch.full((n_sent, k), float("-inf"), device=device)  # (N, k)
     beam_scores[:, 0] = 0.0  # all beams start as the same prefix: let only one of them expand
-    finished: list[list[tuple[float, float, list[int]]]] = [[] for _ in range(n_sent)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(n_sent)]
     step = 0
     while sentences.numel():
         n = sentences.numel()
@@ -195,16 +208,12 @@ def beam_search(
         top_beam, top_token = top_index // vocab, top_index % vocab
         is_eos = top_token == eos_id
         # Candidates ending in EOS among the k best are finished hypotheses.
-        ended_i, ended_j = (is_eos[:, :k] & torch.isfinite(top_scores[:, :k])).nonzero(as_tuple=True)
-        ended_tokens = prefixes[ended_i * k + top_beam[ended_i, ended_j], 1:].tolist()
-        sentence_ids = sentences.tolist()
-        ended = zip(ended_i.tolist(), top_scores[ended_i, ended_j].tolist(), ended_tokens, strict=True)
-        for i, log_prob, tokens in ended:
-            finished[sentence_ids[i]].append((log_prob / length_penalty(step + 1, alpha), log_prob, tokens))
+        _collect_finished(finished, sentences, prefixes[:, 1:], top_scores, top_beam, is_eos, k,
+                          length_penalty(step + 1, alpha))  # fmt: skip
         # The k best candidates that do not end in EOS continue (at most k of the 2k end in EOS).
         rank = is_eos.long() * top_index.shape[1] + torch.arange(top_index.shape[1], device=device)
         chosen = rank.argsort(dim=1)[:, :k]  # (N, k) positions in the top list
-        n_finished = torch.tensor([len(finished[s]) for s in sentence_ids], device=device)
+        n_finished = torch.tensor([len(finished[s]) for s in sentences.tolist()], device=device)
         keep = ~(forced | (n_finished >= k))  # (N,)
         source_rows = torch.arange(n, device=device)[:, None] * k + top_beam.gather(1, chosen)  # (N, k)
         index = source_rows[keep].flatten()
@@ -213,11 +222,13 @@ def beam_search(
         beam_scores = top_scores.gather(1, chosen)[keep]
         sentences = sentences[keep]
         step += 1
-    results = []
-    for hypotheses in finished:
-        _, log_prob, tokens = max(hypotheses, key=lambda h: h[0])  # first best on ties
-        results.append(Translation(tokens, log_prob))
-    return results
+    return [_best(hypotheses) for hypotheses in finished]
+
+
+def _best(hypotheses: list[Hypothesis]) -> Translation:
+    """The finished hypothesis with the best length-normalised score (the first one on ties)."""
+    _, log_prob, tokens = max(hypotheses, key=lambda h: h[0])
+    return Translation(tokens, log_prob)
 
 
 @torch.inference_mode()

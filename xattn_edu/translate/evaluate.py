@@ -1,7 +1,8 @@
 """Evaluate a trained checkpoint on a split, and translate new sentences with it.
 
-``xattn evaluate DIR`` decodes the split the checkpoint's training run defined (``test`` by
-default), in batches, and reports:
+``xattn evaluate DIR`` decodes a split of the data the checkpoint's run config records (``test``
+by default, ``val`` for data without a test split, such as your own text files), in batches,
+and reports:
 
 * ``bleu_tok``: lowercased tokenized BLEU (:func:`xattn_edu.translate.metrics.tokenized_bleu`);
 * ``sacrebleu``: sacreBLEU on the detokenized text, with its signature;
@@ -18,6 +19,7 @@ default), in batches, and reports:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -29,8 +31,7 @@ from xattn_edu.common.device import describe_device, resolve_device, synchronize
 from xattn_edu.common.errors import UserError
 from xattn_edu.translate.batching import pad_batch
 from xattn_edu.translate.checkpoint import LoadedModel, load_model
-from xattn_edu.translate.corpus import SPLIT_NAMES, encode_source, load_splits
-from xattn_edu.translate.data import synthetic
+from xattn_edu.translate.corpus import SPLIT_NAMES, Splits, encode_source, load_splits
 from xattn_edu.translate.decode import cross_attention, translate_ids
 from xattn_edu.translate.metrics import attention_aer, exact_match, sacre_bleu, tokenized_bleu
 
@@ -108,15 +109,6 @@ def translate_texts(
     return [loaded.tgt_tokenizer.decode(o.tokens) for o in outputs]
 
 
-def _gold_alignments(loaded: LoadedModel, split: str) -> list[tuple[tuple[int, int], ...]] | None:
-    """The synthetic corpus's gold links of the split, when tokens are words (else None)."""
-    cfg = loaded.train_config
-    if cfg.data != "synthetic" or cfg.tokenizer != "word":
-        return None
-    pairs = getattr(synthetic.make_splits(cfg.n_train, cfg.n_val, cfg.n_test, seed=cfg.data_seed), split)
-    return [p.alignment for p in pairs]
-
-
 def _aer(loaded: LoadedModel, sources: list[list[int]], references: list[str], gold, batch_size: int):
     """Teacher-forced cross-attention over each reference, scored against the gold links."""
     model, tgt_tok = loaded.model, loaded.tgt_tokenizer
@@ -133,10 +125,20 @@ def _aer(loaded: LoadedModel, sources: list[list[int]], references: list[str], g
     return attention_aer(attentions, gold)
 
 
+def _pick_split(splits: Splits, split: str | None, source: str) -> str:
+    """``split``, or by default the test split (the validation split when the data has no test split)."""
+    available = splits.available()
+    if split is None:
+        return "test" if "test" in available else "val" if "val" in available else "train"
+    if not splits[split]:
+        raise UserError(f"the run's data ({source}) has no {split!r} split; try --split {available[0]}")
+    return split
+
+
 def evaluate(
     directory: str | Path,
     *,
-    split: str = "test",
+    split: str | None = None,
     beam_size: int = 1,
     device: str | torch.device | None = None,
     batch_size: int = 128,
@@ -144,25 +146,31 @@ def evaluate(
 ) -> tuple[EvaluationReport, list[str]]:
     """Decode a split with the checkpoint in ``directory`` and score it.
 
+    The pairs come from the data the run's config records (its text files, Multi30k folder or
+    synthetic corpus); the synthetic corpus is built once, with its gold alignments.
+
     Args:
         directory: a training output directory (holding ``checkpoint.pt``).
-        split: "train", "val" or "test" of the checkpoint's data source.
+        split: "train", "val" or "test" of the run's data (default: test, or val when there is no test split).
         beam_size: 1 for greedy search, k > 1 for beam search.
         device: where to run (default: CUDA if present, else CPU).
         batch_size: sentences decoded together.
-        data_dir: where the Multi30k files are (for checkpoints trained on Multi30k).
+        data_dir: where the Multi30k files are now, instead of the folder the run recorded.
 
     Returns:
-        (report, hypotheses in split order).
+        (report, hypotheses in split order). :class:`UserError` for an unknown or missing split.
     """
-    if split not in SPLIT_NAMES:
+    if split is not None and split not in SPLIT_NAMES:
         raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_NAMES)}")
     _check_beam(beam_size)
     device = resolve_device(device)
     loaded = load_model(directory, device)
-    pairs = load_splits(loaded.train_config, data_dir=data_dir)[split]
-    if not pairs:
-        raise UserError(f"the checkpoint's data source has no {split!r} split (try --split val)")
+    data = loaded.config.data
+    if data_dir is not None:
+        data = dataclasses.replace(data, data_dir=Path(data_dir))
+    splits = load_splits(data)
+    split = _pick_split(splits, split, data.source)
+    pairs = splits[split]
     sources = _sources(loaded, [s for s, _ in pairs], f"{split} sentence")
     references = [t for _, t in pairs]
 
@@ -174,10 +182,15 @@ def evaluate(
     seconds = time.perf_counter() - start
     hypotheses = [loaded.tgt_tokenizer.decode(o.tokens) for o in outputs]
 
-    gold = _gold_alignments(loaded, split)
+    gold = splits.alignments.get(split) if loaded.config.tokenizer.kind == "word" else None  # links between words
     aer = None if gold is None else _aer(loaded, sources, references, gold, batch_size)
+    return _report(split, pairs, beam_size, hypotheses, references, aer, seconds, device), hypotheses
+
+
+def _report(split: str, pairs, beam_size: int, hypotheses: list[str], references: list[str], aer,
+            seconds: float, device: torch.device) -> EvaluationReport:  # fmt: skip
     tok, sacre = tokenized_bleu(hypotheses, references), sacre_bleu(hypotheses, references)
-    report = EvaluationReport(
+    return EvaluationReport(
         split=split, sentences=len(pairs), beam_size=beam_size,
         bleu_tok=tok.score, bleu_tok_signature=tok.signature,
         sacrebleu=sacre.score, sacrebleu_signature=sacre.signature,
@@ -187,4 +200,3 @@ def evaluate(
         aer_best_head=None if aer is None else dict(zip(("layer", "head", "aer"), aer.best_head(), strict=True)),
         decode_seconds=seconds, device=describe_device(device),
     )  # fmt: skip
-    return report, hypotheses

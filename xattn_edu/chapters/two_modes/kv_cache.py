@@ -5,7 +5,9 @@ self-attention gains one key and one value per generated token (a *growing* cach
 decodes with each combination of the two caches and measures what they buy:
 
 * :func:`decode_logits` — greedy or teacher-forced decoding one token at a time in one of four
-  :data:`MODES`; every mode must give the logits of the full (teacher-forced) forward pass.
+  :data:`MODES`, with the package's own decoding step (:meth:`~xattn_edu.nn.model.Seq2Seq.next_token_logits`
+  and a full or partial cache from :meth:`~xattn_edu.nn.model.Seq2Seq.new_cache`); every mode must give
+  the logits of the full (teacher-forced) forward pass.
 * :func:`projection_flops` — the attention projection FLOPs of decoding ``T`` tokens, counted
   analytically from the shapes; :func:`count_projection_flops` counts the same thing by hooking
   every projection while decoding (a test checks that the two agree).
@@ -29,9 +31,7 @@ from torch import Tensor, nn
 
 from xattn_edu.chapters.support.fast import fast_mode
 from xattn_edu.common.device import default_device, describe_device, synchronize
-from xattn_edu.nn.cache import GrowingKV, LayerCache, StaticKV
 from xattn_edu.nn.heads import MultiHeadAttention
-from xattn_edu.nn.masks import causal_mask
 from xattn_edu.nn.model import Seq2Seq, Seq2SeqConfig
 
 
@@ -102,32 +102,6 @@ def build_model(cfg: BenchConfig, max_len: int, device: torch.device | None = No
     return model.to(device), src.to(device)
 
 
-def _layer_caches(model: Seq2Seq, mode: CacheMode) -> list[LayerCache | None]:
-    """Per decoder layer: the caches ``mode`` keeps (a missing one is None), or None when it keeps neither."""
-    if not (mode.self_cache or mode.cross_cache):
-        return [None] * len(model.decoder_layers)
-    return [
-        LayerCache(GrowingKV() if mode.self_cache else None, StaticKV() if mode.cross_cache else None)
-        for _ in model.decoder_layers
-    ]
-
-
-def _step(
-    model: Seq2Seq, prefix: Tensor, memory: Tensor, memory_mask: Tensor, caches: list, mode: CacheMode
-) -> Tensor:
-    """Next-token logits (B, V) after ``prefix`` (B, t): feeds only the newest token when self-attention is cached."""
-    t = prefix.shape[1]
-    if mode.self_cache:
-        x = model.embed_target(prefix[:, -1:], offset=t - 1)  # (B, 1, D)
-        self_mask = None  # the one new query may see every cached position
-    else:
-        x = model.embed_target(prefix)  # (B, t, D): the whole prefix again
-        self_mask = causal_mask(t, device=prefix.device)  # (1, 1, t, t)
-    for layer, cache in zip(model.decoder_layers, caches, strict=True):
-        x, _ = layer(x, memory, self_mask, memory_mask, cache)
-    return model.logits(model.decoder_norm(x[:, -1]))  # (B, V)
-
-
 @torch.inference_mode()
 def decode_logits(
     model: Seq2Seq, src: Tensor, mode: CacheMode, *, steps: int | None = None, tgt: Tensor | None = None,
@@ -149,12 +123,12 @@ def decode_logits(
     if (steps is None) == (tgt is None):
         raise ValueError("pass exactly one of steps (greedy) or tgt (teacher forcing)")
     memory, memory_mask = model.encode(src)
-    caches = _layer_caches(model, mode)
+    cache = model.new_cache(self_attn=mode.self_cache, cross_attn=mode.cross_cache)
     total = tgt.shape[1] if tgt is not None else steps
     prefix = tgt[:, :1] if tgt is not None else torch.full((src.shape[0], 1), bos_id, device=src.device)
     all_logits = []
     for t in range(1, total + 1):
-        logits = _step(model, prefix, memory, memory_mask, caches, mode)  # (B, V)
+        logits = model.next_token_logits(prefix, memory, memory_mask, cache)  # (B, V): the package's decoding step
         all_logits.append(logits)
         if t < total:
             following = tgt[:, t:t + 1] if tgt is not None else logits.argmax(-1, keepdim=True)

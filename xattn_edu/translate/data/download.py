@@ -2,16 +2,17 @@
 
 :func:`fetch` writes to ``<name>.part``, resumes an interrupted transfer with an HTTP
 ``Range`` request, checks the finished file (a checksum and, optionally, a content check
-such as "decompresses to the expected number of lines") and only then renames it to its
-final name in one atomic step. So a file under its final name is always complete and
-verified; a bad download is deleted and reported as a :class:`~xattn_edu.common.errors.UserError`.
+such as "decompresses to the expected number of lines") and only then writes it under its
+final name with :func:`xattn_edu.common.files.atomic_write` (flushed to disk, then renamed).
+So a file under its final name is always complete and verified; a bad download is deleted
+and reported as a :class:`~xattn_edu.common.errors.UserError`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import os
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xattn_edu.common.errors import UserError
+from xattn_edu.common.files import atomic_write
 
 _CHUNK = 1 << 16
 
@@ -114,5 +116,7 @@ def fetch(
         except UserError:
             part.unlink()
             raise
-    os.replace(part, dest)
+    with atomic_write(dest) as out, open(part, "rb") as verified:
+        shutil.copyfileobj(verified, out)
+    part.unlink()
     return dest
