@@ -17,17 +17,13 @@ import pytest
 from tests.helpers.grading import release_notebook, replace_solution, solution_notebook, write_notebook
 from xattn_edu.common.errors import UserError
 from xattn_edu.grader.build import notebook_bytes
-from xattn_edu.grader.classgrade import (
-    Gradebook,
-    Limits,
-    StudentGrade,
-    feedback_name,
-    find_submissions,
-    grade_class,
-    summary_html,
-)
+from xattn_edu.grader.classgrade import grade_class
+from xattn_edu.grader.feedback import feedback_name, summary_html
+from xattn_edu.grader.gradebook import Gradebook, StudentGrade
+from xattn_edu.grader.pool import Limits
+from xattn_edu.grader.report import ExerciseResult
 from xattn_edu.grader.sandbox import Cage, process_limit_available
-from xattn_edu.grader.selfgrade import ExerciseResult
+from xattn_edu.grader.submissions import find_submissions
 
 CHAPTER = "01_library_lookup"
 LIMITS = Limits(workers=2, cell_timeout=30, notebook_timeout=300, memory_mb=3072)
@@ -218,9 +214,9 @@ def test_the_cli_refuses_an_unknown_chapter_in_one_line(tmp_path):
 
 
 def test_a_notebook_is_refused_when_the_file_is_too_big_to_be_a_notebook(tmp_path, monkeypatch):
-    import xattn_edu.grader.classgrade as classgrade
+    import xattn_edu.grader.submissions as submissions
 
-    monkeypatch.setattr(classgrade, "MAX_NOTEBOOK_BYTES", 10)
+    monkeypatch.setattr(submissions, "MAX_NOTEBOOK_BYTES", 10)
     (tmp_path / "ann").mkdir()
     (tmp_path / "ann" / f"{CHAPTER}.ipynb").write_bytes(notebook_bytes(solution_notebook(CHAPTER)))
     [submission] = find_submissions(CHAPTER, tmp_path)
