@@ -1,7 +1,7 @@
 """Class grading at scale: grade a simulated class of Chapter 1 and time it per number of workers.
 
 The class mixes perfect, partial, broken and hostile submissions (the hostile ones come from
-``tests/hostile_catalogue.py``: reference calls, patched checks, an infinite loop, a memory bomb,
+``tests/helpers/hostile_catalogue.py``: reference calls, patched checks, an infinite loop, a memory bomb,
 ``os._exit``, corrupt JSON, ...). For each worker count, ``grade_class`` grades all of them from
 scratch (``--regrade``) and the script records the wall time, the median and p90 seconds per
 notebook, and the throughput. The floor is measured separately: starting a kernel and running the
@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the catalogue of hostile submissions and its notebook helpers
+sys.path.insert(0, str(REPO))  # tests.helpers: the catalogue of hostile submissions and its notebook helpers
 
 from tests.helpers.hostile_catalogue import CATALOGUE, CHAPTER, HONEST, Place, write_class  # noqa: E402
 from xattn_edu.common.device import hardware_info  # noqa: E402
-from xattn_edu.grader.classgrade import Limits, grade_class  # noqa: E402
+from xattn_edu.grader.classgrade import grade_class  # noqa: E402
+from xattn_edu.grader.pool import Limits  # noqa: E402
 from xattn_edu.grader.sandbox import process_limit_available  # noqa: E402
 
 

@@ -66,7 +66,8 @@ def _cmd_grade_class(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from xattn_edu.grader.classgrade import Limits, grade_class
+    from xattn_edu.grader.classgrade import grade_class
+    from xattn_edu.grader.pool import Limits
 
     given = {"workers": args.workers, "cell_timeout": args.cell_timeout, "notebook_timeout": args.notebook_timeout,
              "memory_mb": args.memory_mb, "max_processes": args.max_processes}

@@ -14,20 +14,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.grading import release_notebook, replace_solution, solution_notebook, write_notebook
-from xattn_edu.common.errors import UserError
-from xattn_edu.grader.build import notebook_bytes
-from xattn_edu.grader.classgrade import (
-    Gradebook,
-    Limits,
-    StudentGrade,
-    feedback_name,
-    find_submissions,
-    grade_class,
-    summary_html,
+from tests.helpers.grading import (
+    FIXTURE_SOLUTIONS,
+    release_notebook,
+    replace_solution,
+    solution_notebook,
+    write_notebook,
 )
+from xattn_edu.common.errors import UserError
+from xattn_edu.grader.build import find_chapters, notebook_bytes
+from xattn_edu.grader.classgrade import grade_class
+from xattn_edu.grader.feedback import feedback_name, summary_html
+from xattn_edu.grader.gradebook import Gradebook, StudentGrade
+from xattn_edu.grader.master import grade_ids_by_chapter, load_masters
+from xattn_edu.grader.pool import Limits
+from xattn_edu.grader.report import ExerciseResult
 from xattn_edu.grader.sandbox import Cage, process_limit_available
-from xattn_edu.grader.selfgrade import ExerciseResult
+from xattn_edu.grader.submissions import find_submissions
+from xattn_edu.grader.worker import GradingSetup, grade_bytes
 
 CHAPTER = "01_library_lookup"
 LIMITS = Limits(workers=2, cell_timeout=30, notebook_timeout=300, memory_mb=3072)
@@ -153,11 +157,22 @@ def _scores(report) -> dict[str, float]:
     return {g.student: g.score for g in report.grades}
 
 
+def _count_source_reads(monkeypatch) -> list[str]:
+    """Every chapter source this process parses from now on (jupytext reads them all)."""
+    import jupytext
+
+    reads, read = [], jupytext.read
+    monkeypatch.setattr(jupytext, "read", lambda path, *a, **k: reads.append(Path(path).name) or read(path, *a, **k))
+    return reads
+
+
 @pytest.mark.slow
-def test_a_rerun_grades_nothing_again_unless_a_file_changed_or_regrade_is_asked(tmp_path):
+def test_a_rerun_grades_nothing_again_unless_a_file_changed_or_regrade_is_asked(tmp_path, monkeypatch):
     expected = _class(tmp_path / "in")
+    reads = _count_source_reads(monkeypatch)
     first = grade_class(CHAPTER, tmp_path / "in", tmp_path / "out", limits=LIMITS, progress=False)
     assert _scores(first) == expected and first.graded_now == 3
+    assert sorted(reads) == sorted(f"{c.name}.py" for c in find_chapters())  # once per chapter, not per student
     with open(tmp_path / "out" / "grades.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["student"] for r in rows] == ["ann", "ben", "cat"]
@@ -166,8 +181,10 @@ def test_a_rerun_grades_nothing_again_unless_a_file_changed_or_regrade_is_asked(
     page = (tmp_path / "out" / "feedback" / "cat.html").read_text()
     assert "np.exp overflows" in page and "check_softmax_stability_hidden" not in page
 
+    reads.clear()
     again = grade_class(CHAPTER, tmp_path / "in", tmp_path / "out", limits=LIMITS, progress=False)
     assert again.graded_now == 0 and again.grades == first.grades
+    assert reads == [f"{CHAPTER}.py"]  # only the master's digest is needed to know nobody changed
 
     write_notebook(solution_notebook(CHAPTER), tmp_path / "in" / "cat" / f"{CHAPTER}.ipynb")
     changed = grade_class(CHAPTER, tmp_path / "in", tmp_path / "out", limits=LIMITS, progress=False)
@@ -210,6 +227,20 @@ def test_a_notebook_past_the_notebook_limit_is_stopped_and_the_next_one_is_grade
     assert (honest.status, honest.score) == ("graded", 10)
 
 
+def test_a_worker_grades_against_the_master_it_was_given_and_parses_no_chapter_source(tmp_path, monkeypatch):
+    masters = load_masters(find_chapters(solutions=FIXTURE_SOLUTIONS))
+    setup = GradingSetup(masters["00_fixture"], grade_ids_by_chapter(masters), cell_timeout=30)
+    reads = _count_source_reads(monkeypatch)
+    graded = grade_bytes(notebook_bytes(masters["00_fixture"].notebook), setup)
+    assert graded["status"] == "graded", graded
+    assert graded["report"]["score"] == graded["report"]["max_score"] == 5.0
+    assert "hidden tests ran here" in graded["html"]
+    other = grade_bytes(notebook_bytes(masters["01_fixture_two"].notebook), setup)
+    reason = "the notebook: its exercises are those of 01_fixture_two, not of 00_fixture"
+    assert other == {"status": "error", "reason": reason}
+    assert reads == []
+
+
 def test_the_cli_refuses_an_unknown_chapter_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "xattn_edu.cli", "grade-class", "99_nothing", str(tmp_path)],
                             capture_output=True, text=True)
@@ -218,9 +249,9 @@ def test_the_cli_refuses_an_unknown_chapter_in_one_line(tmp_path):
 
 
 def test_a_notebook_is_refused_when_the_file_is_too_big_to_be_a_notebook(tmp_path, monkeypatch):
-    import xattn_edu.grader.classgrade as classgrade
+    import xattn_edu.grader.submissions as submissions
 
-    monkeypatch.setattr(classgrade, "MAX_NOTEBOOK_BYTES", 10)
+    monkeypatch.setattr(submissions, "MAX_NOTEBOOK_BYTES", 10)
     (tmp_path / "ann").mkdir()
     (tmp_path / "ann" / f"{CHAPTER}.ipynb").write_bytes(notebook_bytes(solution_notebook(CHAPTER)))
     [submission] = find_submissions(CHAPTER, tmp_path)

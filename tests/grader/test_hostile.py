@@ -15,7 +15,8 @@ import json
 import pytest
 
 from tests.helpers.hostile_catalogue import CATALOGUE, CHAPTER, HONEST, Case, Place, expected_json, write_class
-from xattn_edu.grader.classgrade import Limits, grade_class
+from xattn_edu.grader.classgrade import grade_class
+from xattn_edu.grader.pool import Limits
 from xattn_edu.grader.sandbox import process_limit_available
 
 REDUCED = {"tampered_tests", "reference_alias", "patched_checks", "os_exit", "infinite_loop", "memory_bomb",

@@ -22,7 +22,8 @@ from tests.helpers.grading import (
 )
 from xattn_edu.cli import main
 from xattn_edu.common.errors import UserError
-from xattn_edu.grader.selfgrade import grade_notebook, repair_metadata
+from xattn_edu.grader.metadata import repair
+from xattn_edu.grader.selfgrade import grade_notebook
 
 CHAPTER = "00_fixture"
 
@@ -104,10 +105,10 @@ def test_deleted_test_cell_old_metadata_stderr_and_timeouts(tmp_path):
 def test_repair_metadata_restores_known_ids_and_drops_unknown(release):
     master = solution_notebook(CHAPTER, FIXTURE_SOLUTIONS)
     student = copy.deepcopy(release)
-    assert not repair_metadata(student, master)  # a valid notebook is left alone
+    assert not repair(student, master)  # a valid notebook is left alone
     cell_by_id(student, "add_tests").metadata["nbgrader"] = {"grade_id": "add_tests", "grade": True}
     student.cells[0].metadata["nbgrader"] = {}
-    assert repair_metadata(student, master)
+    assert repair(student, master)
     assert cell_by_id(student, "add_tests").metadata["nbgrader"] == cell_by_id(master, "add_tests").metadata["nbgrader"]
     assert "nbgrader" not in student.cells[0].metadata
 

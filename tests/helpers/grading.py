@@ -1,6 +1,6 @@
 """Helpers for grading-outcome tests: make notebook variants from a chapter source and grade them.
 
-Typical use in ``tests/test_grading_<chapter>.py``::
+Typical use in ``tests/chapters/<chapter>/test_checks.py``::
 
     nb = solution_notebook("01_library_lookup")
     broken = replace_solution(nb, "relevance_solution", "return query @ keys")  # forgot the scale
@@ -18,7 +18,8 @@ import nbformat
 from nbformat import NotebookNode
 
 from xattn_edu.grader.build import find_chapters, master_notebook, notebook_bytes, release_notebooks
-from xattn_edu.grader.selfgrade import GradeReport, grade_notebook
+from xattn_edu.grader.report import GradeReport
+from xattn_edu.grader.selfgrade import grade_notebook
 
 FIXTURE_SOLUTIONS = Path(__file__).parent / "fixtures" / "solutions"
 """Two tiny chapters the pipeline tests use (00_fixture, 01_fixture_two)."""
@@ -33,7 +34,7 @@ def solution_notebook(chapter: str, solutions: Path | None = None) -> NotebookNo
 
 def release_notebook(chapter: str, solutions: Path | None = None) -> NotebookNode:
     """The student release of ``chapter``, built fresh (stubs, no hidden tests)."""
-    content = release_notebooks(find_chapters([chapter], solutions))[chapter]
+    content = release_notebooks({chapter: solution_notebook(chapter, solutions)})[chapter]
     return nbformat.reads(content.decode("utf-8"), as_version=4)
 
 

@@ -7,13 +7,14 @@ runs nbgrader ``generate_assignment`` on it in a throwaway course, and writes th
 stripped. Everything volatile is normalized (cell ids, notebook and cell metadata, JSON layout), so
 building twice gives byte-identical files and a test can compare a fresh build with ``course/``.
 
-The self-grader uses :func:`master_notebook` too, so grading always runs against the same master.
+Grading reads the same master through :func:`xattn_edu.grader.master.load_master`, so it always runs
+against what the release was made from; :mod:`xattn_edu.grader.metadata` checks the source's nbgrader metadata.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import nbformat
 from nbformat import NotebookNode
 
 from xattn_edu.common.errors import UserError
+from xattn_edu.common.files import write_atomic
 from xattn_edu.common.paths import repo_root
+from xattn_edu.grader.metadata import check_source, grade_id
 
 CHAPTER_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 """A chapter is named ``NN_slug`` (two digits, lower-case slug)."""
@@ -68,31 +71,8 @@ def master_notebook(chapter: Chapter) -> NotebookNode:
         notebook = jupytext.read(chapter.source, fmt="py:percent")
     except Exception as err:  # jupytext reports malformed headers/metadata in many ways
         raise UserError(f"cannot read {chapter.source}: {err}") from err
-    _check_nbgrader_metadata(notebook, chapter.source)
+    check_source(notebook, chapter.source)
     return normalize(notebook, chapter.name)
-
-
-def _check_nbgrader_metadata(notebook: NotebookNode, source: Path) -> None:
-    """Fail with the cell's place in ``source`` when its nbgrader metadata would abort nbgrader."""
-    from nbgrader.nbgraderformat import MetadataValidator, SchemaTooOldError, ValidationError
-
-    validator = MetadataValidator()
-    for index, cell in enumerate(notebook.cells):
-        if "nbgrader" not in cell.metadata:
-            continue
-        first_line = cell.source.strip().split("\n", 1)[0][:60]
-        where = f"{source}, cell {index} ({first_line!r})"
-        if not isinstance(cell.metadata["nbgrader"], dict):
-            raise UserError(f"{where}: nbgrader metadata must be a JSON object")
-        try:
-            validator.validate_cell(cell)
-        except SchemaTooOldError as err:
-            raise UserError(
-                f'{where}: nbgrader metadata lacks "schema_version": 3; write the full metadata '
-                "(grade, grade_id, locked, solution, task, schema_version; nbgrader={} is not enough)"
-            ) from err
-        except ValidationError as err:
-            raise UserError(f"{where}: invalid nbgrader metadata: {err}") from err
 
 
 def normalize(notebook: NotebookNode, chapter_name: str) -> NotebookNode:
@@ -109,8 +89,8 @@ def normalize(notebook: NotebookNode, chapter_name: str) -> NotebookNode:
     for index, cell in enumerate(notebook.cells):
         kept = {key: cell.metadata[key] for key in _CELL_METADATA_KEPT if key in cell.metadata}
         cell.metadata = nbformat.from_dict(kept)
-        grade_id = str(kept.get("nbgrader", {}).get("grade_id", ""))
-        cell.id = grade_id if _CELL_ID.match(grade_id) else f"cell-{index}"
+        cell_id = grade_id(cell) or ""
+        cell.id = cell_id if _CELL_ID.match(cell_id) else f"cell-{index}"
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
@@ -124,16 +104,16 @@ def notebook_bytes(notebook: NotebookNode) -> bytes:
     return (text if text.endswith("\n") else text + "\n").encode("utf-8")
 
 
-def release_notebooks(chapters: Sequence[Chapter]) -> dict[str, bytes]:
-    """``{chapter name: release notebook bytes}``, each made by nbgrader ``generate_assignment``."""
+def release_notebooks(masters: Mapping[str, NotebookNode]) -> dict[str, bytes]:
+    """``{chapter name: release notebook bytes}`` of ``{chapter name: master notebook}``, made by nbgrader
+    ``generate_assignment``."""
     from xattn_edu.grader.course import temp_course
 
     releases = {}
     with temp_course() as course:
-        for chapter in chapters:
-            course.add_source(chapter.name, master_notebook(chapter))
-            release = course.generate_assignment(chapter.name)
-            releases[chapter.name] = notebook_bytes(normalize(release, chapter.name))
+        for name, master in masters.items():
+            course.add_source(name, master)
+            releases[name] = notebook_bytes(normalize(course.generate_assignment(name), name))
     return releases
 
 
@@ -157,15 +137,13 @@ def build(
         if root is None:
             raise UserError("give --out DIR: there is no repository checkout to write course/ into")
         out_dir = root / "course"
+    masters = {chapter.name: master_notebook(chapter) for chapter in chapters}  # all checked before any write
     written = []
-    for name, content in release_notebooks(chapters).items():
+    for name, content in release_notebooks(masters).items():
         path = Path(out_dir) / name / f"{name}.ipynb"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        write_atomic(path, content)
         written.append(path)
     if nbgrader_source is not None:
-        for chapter in chapters:
-            path = Path(nbgrader_source) / chapter.name / f"{chapter.name}.ipynb"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(notebook_bytes(master_notebook(chapter)))
+        for name, master in masters.items():
+            write_atomic(Path(nbgrader_source) / name / f"{name}.ipynb", notebook_bytes(master))
     return written

@@ -1,6 +1,6 @@
 """A throwaway nbgrader course, driven through nbgrader's Python converters.
 
-The course build, the self-grader and (later) the class grader all run nbgrader the same way:
+The course build, the self-grader and the class grader's workers all run nbgrader the same way:
 in a temporary course directory whose ``source/<chapter>/<chapter>.ipynb`` is the master copy
 (solutions and hidden tests), with its own sqlite gradebook. ``generate_assignment`` records the
 master cells and their checksums in that gradebook and writes the student release;
@@ -15,7 +15,6 @@ nbgrader's log never reaches the user: it is captured, and a failure becomes one
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
 import shutil
@@ -25,13 +24,18 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 from nbformat import NotebookNode
 from traitlets.config import Config, PyFileConfigLoader
 
 from xattn_edu.common.errors import UserError
+from xattn_edu.common.files import write_atomic
 from xattn_edu.common.paths import cache_root, repo_root
+
+if TYPE_CHECKING:
+    from xattn_edu.grader.master import Master
 
 STUDENT_ID = "student"
 """The one student of a throwaway course."""
@@ -145,26 +149,23 @@ class TempCourse:
         self._run(GenerateAssignment, chapter, STUDENT_ID, what=f"generate_assignment for {chapter}")
         return nbformat.read(self.root / "release" / chapter / f"{chapter}.ipynb", as_version=4)
 
-    def add_master(self, chapter: str, notebook: NotebookNode) -> None:
-        """Make ``notebook`` the assignment ``chapter``: source copy plus master cells in the gradebook.
+    def add_master(self, master: Master) -> None:
+        """Make ``master`` the course's assignment: its source copy plus its cells in the gradebook.
 
         Creating a gradebook costs seconds (nbgrader runs ``alembic`` in a subprocess), so the gradebook
-        left by ``generate_assignment`` is cached per master notebook, settings and nbgrader version.
-        It replaces the course's gradebook: call it once, before the other steps.
+        left by ``generate_assignment`` is cached under the master's digest (which covers the settings)
+        and nbgrader's version. It replaces the course's gradebook: call it once, before the other steps.
         """
-        self.add_source(chapter, notebook)
-        # The saved cells depend on the master and on the settings (stub text, delimiters).
-        content = nbformat.writes(notebook).encode() + settings_file().read_bytes()
-        digest = hashlib.sha256(content).hexdigest()[:16]
-        cached = _gradebook_cache() / f"{chapter}-{digest}.db"
+        self.add_source(master.chapter, master.notebook)
+        cached = _gradebook_cache() / f"{master.chapter}-{master.digest}.db"
         gradebook = self.root / "gradebook.db"
         if cached.is_file():
             shutil.copyfile(cached, gradebook)
             return
-        self.generate_assignment(chapter)
-        for stale in cached.parent.glob(f"{chapter}-*.db"):  # gradebooks of earlier versions
+        self.generate_assignment(master.chapter)
+        for stale in cached.parent.glob(f"{master.chapter}-*.db"):  # gradebooks of earlier versions
             stale.unlink(missing_ok=True)
-        _store(gradebook, cached)
+        _save_to_cache(gradebook, cached)
 
     def add_submission(self, chapter: str, notebook_bytes: bytes, student: str = STUDENT_ID) -> Path:
         """Place a student's notebook (raw bytes, copied as is) in ``submitted/``."""
@@ -224,13 +225,10 @@ def _gradebook_cache() -> Path:
     return cache_root() / "gradebooks" / f"nbgrader-{nbgrader.__version__}"
 
 
-def _store(path: Path, cached: Path) -> None:
+def _save_to_cache(path: Path, cached: Path) -> None:
     """Copy ``path`` to ``cached`` atomically (concurrent graders never see half a file)."""
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(path, partial)
-        os.replace(partial, cached)
+        write_atomic(cached, path.read_bytes())
     except OSError:
         pass  # an unwritable cache only costs time
 
@@ -247,7 +245,7 @@ def _copy_empty_gradebook(path: Path, course_id: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             Gradebook(f"sqlite:///{path}", course_id).close()
-        _store(path, cached)
+        _save_to_cache(path, cached)
         return
     shutil.copyfile(cached, path)
 
