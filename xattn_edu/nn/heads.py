@@ -69,7 +69,7 @@ class MultiHeadAttention(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Project source (B, Tk, D) into per-head keys and values, each (B, h, Tk, Dh).
 
-        ``key_pos`` (…, Tk, D) is added to the input of the key projection only; ``positions``
+        ``key_pos`` (B or 1, Tk, D) is added to the input of the key projection only; ``positions``
         (Tk,) rotates the keys when the module has a rotary embedding.
         """
         key = self.split_heads(self.k_proj(source if key_pos is None else source + key_pos))
@@ -84,6 +84,7 @@ class MultiHeadAttention(nn.Module):
         context: Tensor | None = None,
         mask: Tensor | None = None,
         *,
+        key_mask: Tensor | None = None,
         cache: GrowingKV | StaticKV | None = None,
         bias: Tensor | None = None,
         query_pos: Tensor | None = None,
@@ -97,50 +98,89 @@ class MultiHeadAttention(nn.Module):
         Args:
             x: (B, Tq, D) the queries' source.
             context: (B, Tk, D) memory to attend to; None for self-attention.
-            mask: boolean, broadcastable to (B, h, Tq, Tk); True = may attend.
+            mask: boolean with four axes (B or 1, h or 1, Tq or 1, Tk); True = may attend. Padding masks
+                are (B, 1, 1, Tk) (``masks.padding_mask``), causal masks (1, 1, Tq, Tk). A mask with fewer
+                axes, such as (B, Tk) or (Tq, Tk), raises ``ValueError`` for every B, Tq and Tk (broadcasting
+                would read a (B, Tk) mask as (Tq, Tk), silently wrong whenever B == Tq).
+            key_mask: boolean (B, Tk), True = real token: the layout of ``nn.MultiheadAttention``'s
+                ``key_padding_mask`` with the opposite polarity (ours: True = may attend). Combined with
+                ``mask``; with a ``GrowingKV`` cache Tk counts the cached positions too.
             cache: ``GrowingKV`` (self-attention: x holds only the new positions) or
                 ``StaticKV`` (cross-attention: the memory is projected on the first call only;
                 later calls may pass ``context=None``).
-            bias: float (…, h, Tq, Tk) added to the scores (e.g. ``RelativePositionBias``).
-            query_pos: (…, Tq, D) added to the input of the query projection only.
-            key_pos: (…, Tk, D) added to the input of the key projection only.
+            bias: float (1 or B, h or 1, Tq, Tk) added to the scores (e.g. ``RelativePositionBias``), in any
+                float dtype: it is cast to the scores' dtype. A -inf entry hides that key like the mask.
+            query_pos: (B or 1, Tq, D) added to the input of the query projection only (batch first).
+            key_pos: (B or 1, Tk, D) added to the input of the key projection only (batch first).
             query_positions, key_positions: integer positions for the rotary embedding; by default
                 queries sit after the cached positions and cross-attention keys at 0..Tk-1.
             return_weights: also return the attention weights (B, h, Tq, Tk).
 
         Returns:
-            (B, Tq, D), or ((B, Tq, D), (B, h, Tq, Tk)) when ``return_weights``.
+            (B, Tq, D), or ((B, Tq, D), (B, h, Tq, Tk)) when ``return_weights``. The rules are those of
+            :func:`xattn_edu.nn.attention.scaled_dot_product_attention`: a query with no finite score
+            (every key hidden by mask, key_mask or a -inf bias) gets zero weights and finite gradients (its
+            output is ``out_proj``'s bias); under ``torch.autocast`` the scores run in autocast's dtype and a
+            float32 bias is cast to it; half-precision scores are softmaxed in float32.
+
+        Raises:
+            ValueError: wrong shapes (x, context, positions, masks), a mask with fewer than four axes, a
+                cache used the wrong way, or cached keys in another dtype than the queries.
         """
         cross = context is not None or isinstance(cache, StaticKV)
         self._check_inputs(x, context, cache, cross)
-        offset = cache.length if isinstance(cache, GrowingKV) else 0
-        if self.rotary is not None and query_positions is None:
-            query_positions = torch.arange(offset, offset + x.shape[1], device=x.device)
-        if self.rotary is not None and key_positions is None:
-            if not cross:
-                key_positions = query_positions
-            elif context is not None:
-                key_positions = torch.arange(context.shape[1], device=x.device)
+        self._check_positions(x, query_pos, key_pos, context if cross else x)  # context None: cached keys
+        if self.rotary is not None:
+            query_positions, key_positions = self._rotary_positions(x, context, cache, query_positions, key_positions)
 
         query = self.split_heads(self.q_proj(x if query_pos is None else x + query_pos))  # (B, h, Tq, Dh)
         if self.rotary is not None:
             query = self.rotary(query, query_positions)
-        if isinstance(cache, StaticKV):
-            if not cache.filled:
-                cache.fill(*self.project_keys_values(context, key_pos, key_positions))
-            key, value = cache.key, cache.value
-        else:
-            key, value = self.project_keys_values(x if context is None else context, key_pos, key_positions)
-            if isinstance(cache, GrowingKV):
-                key, value = cache.append(key, value)  # (B, h, offset + Tq, Dh)
-
+        key, value = self._keys_values(x, context, cache, key_pos, key_positions)  # (B, h, Tk, Dh)
         result = scaled_dot_product_attention(
-            query, key, value, mask, bias=bias, dropout_p=self.dropout if self.training else 0.0,
+            query, key, value, mask, key_mask=key_mask, bias=bias, dropout_p=self.dropout if self.training else 0.0,
             return_weights=return_weights, fused=self.fused,
         )
         output, weights = result if return_weights else (result, None)
         output = self.out_proj(self.merge_heads(output))  # (B, Tq, D)
         return (output, weights) if return_weights else output
+
+    def _rotary_positions(self, x: Tensor, context: Tensor | None, cache, query_positions: Tensor | None,
+                          key_positions: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Default rotary positions: queries after the cached ones, cross-attention keys at 0..Tk-1."""
+        offset = cache.length if isinstance(cache, GrowingKV) else 0
+        if query_positions is None:
+            query_positions = torch.arange(offset, offset + x.shape[1], device=x.device)
+        if key_positions is None and context is None and not isinstance(cache, StaticKV):
+            key_positions = query_positions
+        elif key_positions is None and context is not None:
+            key_positions = torch.arange(context.shape[1], device=x.device)
+        return query_positions, key_positions
+
+    def _keys_values(self, x: Tensor, context: Tensor | None, cache, key_pos: Tensor | None,
+                     key_positions: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Keys and values (B, h, Tk, Dh): projected now, taken from a StaticKV, or appended to a GrowingKV."""
+        if isinstance(cache, StaticKV):
+            if not cache.filled:
+                cache.fill(*self.project_keys_values(context, key_pos, key_positions))
+            return cache.key, cache.value
+        key, value = self.project_keys_values(x if context is None else context, key_pos, key_positions)
+        if isinstance(cache, GrowingKV):
+            key, value = cache.append(key, value)  # (B, h, offset + Tq, Dh)
+        return key, value
+
+    def _check_positions(self, x: Tensor, query_pos: Tensor | None, key_pos: Tensor | None,
+                         source: Tensor | None) -> None:
+        """Position vectors are batch first (B or 1, T, D): a (T, D) tensor would broadcast ambiguously."""
+        for name, pos, seq in (("query_pos", query_pos, x), ("key_pos", key_pos, source)):
+            if pos is None or seq is None:  # no key_pos check when a filled StaticKV holds the keys
+                continue
+            if pos.dim() != 3 or pos.shape[0] not in (1, x.shape[0]) or pos.shape[1:] != seq.shape[1:]:
+                raise ValueError(
+                    f"{name} must be (B={x.shape[0]} or 1, T={seq.shape[1]}, D={self.d_model}), batch first; "
+                    f"got shape {tuple(pos.shape)} (transpose a sequence-first (T, B, D) tensor; give a (T, D) "
+                    f"one a leading axis of 1)"
+                )
 
     def _check_inputs(self, x: Tensor, context: Tensor | None, cache, cross: bool) -> None:
         if x.dim() != 3 or x.shape[-1] != self.d_model:
