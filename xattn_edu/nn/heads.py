@@ -98,41 +98,34 @@ class MultiHeadAttention(nn.Module):
         Args:
             x: (B, Tq, D) the queries' source.
             context: (B, Tk, D) memory to attend to; None for self-attention.
-            mask: boolean with four axes (B or 1, h or 1, Tq or 1, Tk); True = may attend. Padding masks
-                are (B, 1, 1, Tk) (``masks.padding_mask``), causal masks (1, 1, Tq, Tk). A mask with fewer
-                axes, such as (B, Tk) or (Tq, Tk), raises ``ValueError`` for every B, Tq and Tk (broadcasting
-                would read a (B, Tk) mask as (Tq, Tk), silently wrong whenever B == Tq).
-            key_mask: boolean (B, Tk), True = real token: the layout of ``nn.MultiheadAttention``'s
-                ``key_padding_mask`` with the opposite polarity (ours: True = may attend). Combined with
-                ``mask``; with a ``GrowingKV`` cache Tk counts the cached positions too.
-            cache: ``GrowingKV`` (self-attention: x holds only the new positions) or
-                ``StaticKV`` (cross-attention: the memory is projected on the first call only;
-                later calls may pass ``context=None``).
-            bias: float (1 or B, h or 1, Tq, Tk) added to the scores (e.g. ``RelativePositionBias``), in any
-                float dtype: it is cast to the scores' dtype. A -inf entry hides that key like the mask.
-            query_pos: (B or 1, Tq, D) added to the input of the query projection only (batch first).
-            key_pos: (B or 1, Tk, D) added to the input of the key projection only (batch first).
-            query_positions, key_positions: integer positions for the rotary embedding; by default
-                queries sit after the cached positions and cross-attention keys at 0..Tk-1.
+            mask: boolean with four axes (B or 1, h or 1, Tq or 1, Tk), True = may attend: padding
+                (B, 1, 1, Tk) from ``masks.padding_mask``, causal (1, 1, Tq, Tk). Fewer axes, such as (B, Tk)
+                or (Tq, Tk), raise ``ValueError`` for every size (broadcasting would read (B, Tk) as (Tq, Tk)).
+            key_mask: boolean (B, Tk), True = real token: ``nn.MultiheadAttention``'s ``key_padding_mask``
+                layout with our polarity; combined with ``mask``. With a ``GrowingKV``, Tk includes the cache.
+            cache: ``GrowingKV`` (self-attention: x holds only the new positions) or ``StaticKV``
+                (cross-attention: the memory is projected on the first call; later calls may pass no context).
+            bias: float (1 or B, h or 1, Tq, Tk) added to the scores (e.g. ``RelativePositionBias``), any float
+                dtype (cast to the scores'); a -inf entry hides that key like the mask.
+            query_pos, key_pos: (B or 1, Tq or Tk, D), batch first, added to the query (key) projection's input.
+            query_positions, key_positions: rotary positions; default: after the cache, and 0..Tk-1 for context.
             return_weights: also return the attention weights (B, h, Tq, Tk).
 
         Returns:
-            (B, Tq, D), or ((B, Tq, D), (B, h, Tq, Tk)) when ``return_weights``. The rules are those of
-            :func:`xattn_edu.nn.attention.scaled_dot_product_attention`: a query with no finite score
-            (every key hidden by mask, key_mask or a -inf bias) gets zero weights and finite gradients (its
-            output is ``out_proj``'s bias); under ``torch.autocast`` the scores run in autocast's dtype and a
-            float32 bias is cast to it; half-precision scores are softmaxed in float32.
+            (B, Tq, D), or ((B, Tq, D), (B, h, Tq, Tk)) when ``return_weights``, by the rules of
+            :func:`xattn_edu.nn.attention.scaled_dot_product_attention`: a query with no finite score (every
+            key hidden by mask, key_mask or a -inf bias) gets zero weights and finite gradients (its output is
+            ``out_proj``'s bias); under ``torch.autocast`` the scores run in autocast's dtype, the bias is cast
+            to it, and half-precision scores are softmaxed in float32.
 
         Raises:
             ValueError: wrong shapes (x, context, positions, masks), a mask with fewer than four axes, a
-                cache used the wrong way, or cached keys in another dtype than the queries.
+                cache used the wrong way, or cached keys in another dtype than the queries outside autocast.
         """
         cross = context is not None or isinstance(cache, StaticKV)
-        self._check_inputs(x, context, cache, cross)
-        self._check_positions(x, query_pos, key_pos, context if cross else x)  # context None: cached keys
+        self._check_inputs(x, context, cache, cross, query_pos, key_pos)
         if self.rotary is not None:
             query_positions, key_positions = self._rotary_positions(x, context, cache, query_positions, key_positions)
-
         query = self.split_heads(self.q_proj(x if query_pos is None else x + query_pos))  # (B, h, Tq, Dh)
         if self.rotary is not None:
             query = self.rotary(query, query_positions)
@@ -182,7 +175,8 @@ class MultiHeadAttention(nn.Module):
                     f"one a leading axis of 1)"
                 )
 
-    def _check_inputs(self, x: Tensor, context: Tensor | None, cache, cross: bool) -> None:
+    def _check_inputs(self, x: Tensor, context: Tensor | None, cache, cross: bool, query_pos: Tensor | None,
+                      key_pos: Tensor | None) -> None:
         if x.dim() != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must be (B, Tq, D={self.d_model}), got shape {tuple(x.shape)}")
         if context is not None and (context.dim() != 3 or context.shape[-1] != self.d_model
@@ -194,3 +188,4 @@ class MultiHeadAttention(nn.Module):
             raise ValueError("a GrowingKV cache is for self-attention; cross-attention takes a StaticKV cache")
         if isinstance(cache, StaticKV) and not cache.filled and context is None:
             raise ValueError("an empty StaticKV cache needs the context (memory) on the first call")
+        self._check_positions(x, query_pos, key_pos, context if cross else x)  # context None: cached keys
