@@ -119,40 +119,30 @@ class MultiHeadAttention(nn.Module):
             to it, and half-precision scores are softmaxed in float32.
 
         Raises:
-            ValueError: wrong shapes (x, context, positions, masks), a mask with fewer than four axes, a
-                cache used the wrong way, or cached keys in another dtype than the queries outside autocast.
+            ValueError: wrong shapes, a mask of < 4 axes, a misused cache, or q and cached k/v dtypes differing.
         """
         cross = context is not None or isinstance(cache, StaticKV)
-        self._check_inputs(x, context, cache, cross, query_pos, key_pos)
+        self._check_inputs(x, context, cache, cross)
+        self._check_positions(x, query_pos, key_pos, context if cross else x)  # context None: cached keys
         if self.rotary is not None:
             query_positions, key_positions = self._rotary_positions(x, context, cache, query_positions, key_positions)
+
         query = self.split_heads(self.q_proj(x if query_pos is None else x + query_pos))  # (B, h, Tq, Dh)
         if self.rotary is not None:
             query = self.rotary(query, query_positions)
-        key, value = self._keys_values(x, context, cache, key_pos, key_positions)  # (B, h, Tk, Dh)
+        key, value = self._keys_values(x, context, cache, key_pos, key_positions)  # (B, h, Tk, Dh) each
         result = scaled_dot_product_attention(
-            query, key, value, mask, key_mask=key_mask, bias=bias, dropout_p=self.dropout if self.training else 0.0,
-            return_weights=return_weights, fused=self.fused,
+            query, key, value, mask, bias=bias, dropout_p=self.dropout if self.training else 0.0,
+            return_weights=return_weights, fused=self.fused, key_mask=key_mask,
         )
         output, weights = result if return_weights else (result, None)
         output = self.out_proj(self.merge_heads(output))  # (B, Tq, D)
         return (output, weights) if return_weights else output
 
-    def _rotary_positions(self, x: Tensor, context: Tensor | None, cache, query_positions: Tensor | None,
-                          key_positions: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """Default rotary positions: queries after the cached ones, cross-attention keys at 0..Tk-1."""
-        offset = cache.length if isinstance(cache, GrowingKV) else 0
-        if query_positions is None:
-            query_positions = torch.arange(offset, offset + x.shape[1], device=x.device)
-        if key_positions is None and context is None and not isinstance(cache, StaticKV):
-            key_positions = query_positions
-        elif key_positions is None and context is not None:
-            key_positions = torch.arange(context.shape[1], device=x.device)
-        return query_positions, key_positions
-
     def _keys_values(self, x: Tensor, context: Tensor | None, cache, key_pos: Tensor | None,
-                     key_positions: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Keys and values (B, h, Tk, Dh): projected now, taken from a StaticKV, or appended to a GrowingKV."""
+                     key_positions: Tensor | None) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Keys and values (B, h, Tk, Dh): the static cache's (filled on first use), or projected now
+        from ``context`` (else ``x``) and, with a growing cache, appended to the cached ones."""
         if isinstance(cache, StaticKV):
             if not cache.filled:
                 cache.fill(*self.project_keys_values(context, key_pos, key_positions))
@@ -161,6 +151,19 @@ class MultiHeadAttention(nn.Module):
         if isinstance(cache, GrowingKV):
             key, value = cache.append(key, value)  # (B, h, offset + Tq, Dh)
         return key, value
+
+    def _check_inputs(self, x: Tensor, context: Tensor | None, cache, cross: bool) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"x must be (B, Tq, D={self.d_model}), got shape {tuple(x.shape)}")
+        if context is not None and (context.dim() != 3 or context.shape[-1] != self.d_model
+                                    or context.shape[0] != x.shape[0]):
+            raise ValueError(
+                f"context must be (B={x.shape[0]}, Tk, D={self.d_model}), got shape {tuple(context.shape)}"
+            )
+        if cross and isinstance(cache, GrowingKV):
+            raise ValueError("a GrowingKV cache is for self-attention; cross-attention takes a StaticKV cache")
+        if isinstance(cache, StaticKV) and not cache.filled and context is None:
+            raise ValueError("an empty StaticKV cache needs the context (memory) on the first call")
 
     def _check_positions(self, x: Tensor, query_pos: Tensor | None, key_pos: Tensor | None,
                          source: Tensor | None) -> None:
@@ -175,17 +178,14 @@ class MultiHeadAttention(nn.Module):
                     f"one a leading axis of 1)"
                 )
 
-    def _check_inputs(self, x: Tensor, context: Tensor | None, cache, cross: bool, query_pos: Tensor | None,
-                      key_pos: Tensor | None) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"x must be (B, Tq, D={self.d_model}), got shape {tuple(x.shape)}")
-        if context is not None and (context.dim() != 3 or context.shape[-1] != self.d_model
-                                    or context.shape[0] != x.shape[0]):
-            raise ValueError(
-                f"context must be (B={x.shape[0]}, Tk, D={self.d_model}), got shape {tuple(context.shape)}"
-            )
-        if cross and isinstance(cache, GrowingKV):
-            raise ValueError("a GrowingKV cache is for self-attention; cross-attention takes a StaticKV cache")
-        if isinstance(cache, StaticKV) and not cache.filled and context is None:
-            raise ValueError("an empty StaticKV cache needs the context (memory) on the first call")
-        self._check_positions(x, query_pos, key_pos, context if cross else x)  # context None: cached keys
+    def _rotary_positions(self, x: Tensor, context: Tensor | None, cache, query_positions: Tensor | None,
+                          key_positions: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Default rotary positions: queries after the cached ones, cross-attention keys at 0..Tk-1."""
+        offset = cache.length if isinstance(cache, GrowingKV) else 0
+        if query_positions is None:
+            query_positions = torch.arange(offset, offset + x.shape[1], device=x.device)
+        if key_positions is None and context is None and not isinstance(cache, StaticKV):
+            key_positions = query_positions
+        elif key_positions is None and context is not None:
+            key_positions = torch.arange(context.shape[1], device=x.device)
+        return query_positions, key_positions
