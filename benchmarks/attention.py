@@ -29,7 +29,7 @@ def time_fwd_bwd(fused: bool, shape: tuple, device: torch.device, dtype: torch.d
     """Median milliseconds of one causal forward+backward pass."""
     _, B, h, T, Dh = shape
     q, k, v = (torch.randn(B, h, T, Dh, device=device, dtype=dtype, requires_grad=True) for _ in range(3))
-    mask = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    mask = torch.ones(T, T, dtype=torch.bool, device=device).tril()[None, None]  # (1, 1, T, T)
     times = []
     for i in range(repeats + 2):  # two warm-up runs
         synchronize(device)

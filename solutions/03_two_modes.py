@@ -391,27 +391,67 @@ print("swapped order:", tuple(swapped.shape), " <- the memory's length: this wou
 assert right.shape[1] == decoder_states.shape[1] and swapped.shape[1] == memory.shape[1]
 
 # %% [markdown]
-# **Mask shape and broadcasting.** The scores are `(B, h, Tq, Tk)`. A padding mask of shape `(B, Tk)` is
-# aligned from the right by broadcasting: its `B` axis lands on the **query** axis `Tq`. When `B ≠ Tq`
-# you get an error; when `B == Tq` it runs silently and hides sentence 1's padding from query 1 of every
-# sentence instead. The next cell builds both masks for 2 sentences and 2 queries and compares them
-# with the correctly shaped one.
+# **Mask shape and broadcasting.** The scores are `(B, h, Tq, Tk)`. A padding mask of shape `(B, Tk)`, the
+# layout of `nn.MultiheadAttention`'s `key_padding_mask`, is aligned from the right by broadcasting: its `B`
+# axis lands on the **query** axis `Tq`. What happens next depends on the sizes, and that is the danger:
+#
+# * `B == Tq`: it runs, silently, and hides sentence 1's padding from query 1 of every sentence instead;
+# * `B == 1`: it runs and is right, by luck;
+# * `Tq == 1`, a cached decoding step, with `B > 1`: it broadcasts to `(B, h, B, Tk)`, *larger* than the
+#   scores; `F.scaled_dot_product_attention` raises, but a hand-written `scores.masked_fill(~mask, -inf)`
+#   quietly returns `B` rows for each query;
+# * any other sizes: a shape error.
+#
+# So code tested at one batch size can be silently wrong at another. This package therefore refuses, for
+# every size, a mask with fewer axes than the scores, and takes a `(B, Tk)` padding mask through its own
+# argument, `key_mask` (with our polarity: `True` = a real token). The next cell prints what plain
+# broadcasting does with each size and runs a decoding step by hand; the one after it runs the silent case
+# through torch and through our module.
 
 # %%
 lengths = torch.tensor([7, 4])
 good = masks.padding_mask(lengths, 7)  # (B, 1, 1, Tk)
 flat = good[:, 0, 0, :]  # (B, Tk): looks harmless
-queries2 = decoder_states[:, :2]  # (B=2, Tq=2, D): B == Tq, the dangerous case
+for case, scores_shape in {"B == Tq": (2, H, 2, 7), "Tq == 1": (2, H, 1, 7), "Tq == 3": (2, H, 3, 7)}.items():
+    try:
+        outcome = f"broadcasts to {tuple(torch.broadcast_shapes(flat.shape, scores_shape))}"
+    except RuntimeError:
+        outcome = "shape error"
+    print(f"{case}: scores {scores_shape}, (B, Tk) mask -> {outcome}")
+
+with torch.no_grad():  # one cached decoding step (Tq = 1) by hand, then through torch's kernel
+    q = attn.split_heads(attn.q_proj(decoder_states[:, :1]))  # (B, h, 1, Dh)
+    k, v = attn.project_keys_values(memory)  # (B, h, Tk, Dh) each
+    scores = q @ k.transpose(-2, -1) / math.sqrt(D // H)  # (B, h, 1, Tk)
+    by_hand = torch.softmax(scores.masked_fill(~flat, float("-inf")), dim=-1) @ v
+    print("Tq == 1 by hand: output", tuple(by_hand.shape), "<- B = 2 rows for the one query, no error")
+    try:
+        nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=flat)
+    except RuntimeError as err:
+        print("Tq == 1 in F.scaled_dot_product_attention: RuntimeError:", str(err)[:60], "...")
+assert by_hand.shape[2] == 2
+
+# %%
+queries2 = decoder_states[:, :2]  # (B=2, Tq=2, D): B == Tq, the silent case
 with torch.no_grad():
     out_good = attn(queries2, context=memory, mask=good)
-    out_flat = attn(queries2, context=memory, mask=flat)
-print("broadcast shape of the flat mask over the scores:", tuple(torch.broadcast_shapes(flat.shape, (2, H, 2, 7))))
-print("max |difference| from the correct output:", f"{(out_good - out_flat).abs().max():.3f}")
-assert (out_good - out_flat).abs().max() > 1e-3  # silently wrong
-try:
-    attn(decoder_states, context=memory, mask=flat)  # B = 2, Tq = 3: here broadcasting fails
-except (ValueError, RuntimeError) as err:
-    print("with Tq = 3 it fails loudly:", str(err)[:110], "...")
+    q = attn.split_heads(attn.q_proj(queries2))  # (B, h, Tq, Dh)
+    by_torch = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=flat)  # accepted, read as (Tq, Tk)
+    out_torch = attn.out_proj(attn.merge_heads(by_torch))
+    out_key_mask = attn(queries2, context=memory, key_mask=flat)
+print("torch with the (B, Tk) mask: max |difference| from the correct output =",
+      f"{(out_good - out_torch).abs().max():.3f}")
+print("ours with key_mask=flat    : max |difference| from the correct output =",
+      f"{(out_good - out_key_mask).abs().max():.1e}")
+assert (out_good - out_torch).abs().max() > 1e-3 and torch.allclose(out_good, out_key_mask, atol=1e-6)
+refusals = []
+for queries in (queries2, decoder_states[:, :1], decoder_states):  # Tq = 2, 1 and 3: refused every time
+    try:
+        attn(queries, context=memory, mask=flat)
+    except ValueError as err:
+        refusals.append(str(err).split("; query")[0])
+print(f"ours with mask=flat, Tq = 2, 1 and 3: {len(refusals)} refusals, each saying:\n{refusals[0]}")
+assert len(refusals) == 3
 
 # %% [markdown]
 # **Polarity.** This course (and `F.scaled_dot_product_attention` with a boolean `attn_mask`) uses

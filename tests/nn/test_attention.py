@@ -102,7 +102,7 @@ def test_float32_and_float64_agree():
 
 def test_gradcheck_on_a_tiny_case():
     q, k, v = (t.requires_grad_() for t in _qkv(B=1, h=1, Tq=2, Tk=3, Dk=2, Dv=2, dtype=torch.float64))
-    mask = torch.tensor([[True, True, False], [True, False, True]])
+    mask = torch.tensor([[[[True, True, False], [True, False, True]]]])  # (1, 1, Tq, Tk)
     assert torch.autograd.gradcheck(lambda a, b, c: scaled_dot_product_attention(a, b, c, mask), (q, k, v))
 
 
@@ -134,4 +134,4 @@ def test_bad_shapes_raise_value_error_naming_shapes(shapes, mask_shape, needle):
 def test_non_boolean_mask_is_rejected():
     q, k, v = _qkv()
     with pytest.raises(ValueError, match="boolean"):
-        scaled_dot_product_attention(q, k, v, torch.ones(5, 7))
+        scaled_dot_product_attention(q, k, v, torch.ones(1, 1, 5, 7))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xattn_edu.nn.masks import causal_mask, decoder_self_mask, pad_mask, padding_mask
+from xattn_edu.nn.masks import causal_mask, decoder_self_mask, padding_mask
 
 
 def test_padding_mask_from_lengths():
@@ -21,9 +21,22 @@ def test_padding_mask_default_length_and_errors():
         padding_mask(torch.tensor([[3]]), 5)
 
 
-def test_pad_mask_from_ids_matches_lengths():
+def test_padding_mask_from_ids_matches_lengths_and_finds_padding_anywhere():
     ids = torch.tensor([[5, 6, 0, 0], [7, 8, 9, 0]])
-    assert torch.equal(pad_mask(ids, 0), padding_mask(torch.tensor([2, 3]), 4))
+    assert torch.equal(padding_mask(ids=ids, pad_id=0), padding_mask(torch.tensor([2, 3]), 4))
+    left_padded = padding_mask(ids=torch.tensor([[0, 0, 5, 6]]), pad_id=0)
+    assert left_padded[0, 0, 0].tolist() == [False, False, True, True]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {}, {"lengths": torch.tensor([2]), "ids": torch.tensor([[1, 0]]), "pad_id": 0},
+    {"ids": torch.tensor([[1, 0]])}, {"ids": torch.tensor([[1, 0]]), "pad_id": 0, "max_len": 2},
+])
+def test_padding_mask_takes_exactly_one_description(kwargs):
+    with pytest.raises(ValueError, match="either lengths"):
+        padding_mask(**kwargs)
+    with pytest.raises(ValueError, match=r"\(B, Tk\)"):
+        padding_mask(ids=torch.tensor([1, 0]), pad_id=0)
 
 
 def test_causal_mask_is_lower_triangular_and_shifts_for_cached_queries():

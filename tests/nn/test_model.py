@@ -6,7 +6,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from tests.helpers.torch_reference import copy_attention_weights
-from xattn_edu.nn.masks import causal_mask, pad_mask
+from xattn_edu.nn.masks import causal_mask, padding_mask
 from xattn_edu.nn.model import DecoderLayer, EncoderLayer, Seq2Seq, Seq2SeqConfig
 
 CFG = Seq2SeqConfig(src_vocab=30, tgt_vocab=25, d_model=16, n_heads=4, d_ff=32, n_encoder_layers=2,
@@ -31,9 +31,10 @@ def test_encoder_layer_matches_torch(pre_norm):
     _copy_ff_and_norms(ref, ours, [ours.attn_block, ours.ff_block])
     x = torch.randn(2, 6, 16)
     ids = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 0, 0, 0]])
-    expected = ref(x, src_key_padding_mask=~pad_mask(ids, 0)[:, 0, 0])
-    assert_close(ours(x, pad_mask(ids, 0))[0], expected[0])
-    assert_close(ours(x, pad_mask(ids, 0))[1, :3], expected[1, :3])
+    mask = padding_mask(ids=ids, pad_id=0)  # (B, 1, 1, Ts)
+    expected = ref(x, src_key_padding_mask=~mask[:, 0, 0])
+    assert_close(ours(x, mask)[0], expected[0])
+    assert_close(ours(x, mask)[1, :3], expected[1, :3])
 
 
 @torch.no_grad()
@@ -45,9 +46,9 @@ def test_decoder_layer_matches_torch():
     copy_attention_weights(ref.multihead_attn, ours.cross_attn)
     _copy_ff_and_norms(ref, ours, [ours.self_block, ours.cross_block, ours.ff_block])
     x, memory = torch.randn(2, 4, 16), torch.randn(2, 5, 16)
-    src = torch.tensor([[1, 2, 3, 4, 5], [1, 2, 0, 0, 0]])
-    expected = ref(x, memory, tgt_mask=~causal_mask(4)[0, 0], memory_key_padding_mask=~pad_mask(src, 0)[:, 0, 0])
-    out, _ = ours(x, memory, causal_mask(4), pad_mask(src, 0))
+    src_mask = padding_mask(ids=torch.tensor([[1, 2, 3, 4, 5], [1, 2, 0, 0, 0]]), pad_id=0)  # (B, 1, 1, Ts)
+    expected = ref(x, memory, tgt_mask=~causal_mask(4)[0, 0], memory_key_padding_mask=~src_mask[:, 0, 0])
+    out, _ = ours(x, memory, causal_mask(4), src_mask)
     assert_close(out, expected)
 
 
@@ -131,6 +132,28 @@ def test_cross_attention_weights_per_layer(model):
     assert len(weights) == 2 and weights[0].shape == (2, 4, 5, 6)
     assert_close(weights[1].sum(-1), torch.ones(2, 4, 5))
     assert torch.all(weights[0][1, :, :, 3:] == 0)  # padded source positions
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_cpu_autocast_training_step_and_cached_decoding(fused):
+    """Issue 12: every attention path accepts what autocast produces, in training and in cached decoding."""
+    torch.manual_seed(0)
+    model = Seq2Seq(Seq2SeqConfig(**{**CFG.to_dict(), "fused": fused})).eval()
+    src, tgt = _batch()
+    src = torch.cat([src, torch.zeros(1, 6, dtype=torch.long)])  # a source that is all padding:
+    tgt = torch.cat([tgt, tgt[:1]])  # its cross-attention rows have no finite score
+    expected = model(src, tgt)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(src, tgt)
+        memory, memory_mask = model.encode(src)
+        cache = model.new_cache()
+        steps = [model.logits(model.decode(tgt[:, t:t + 1], memory, memory_mask, cache=cache))
+                 for t in range(tgt.shape[1])]
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits).all()
+    assert_close(logits.float(), expected, rtol=0.1, atol=0.1)
+    assert_close(torch.cat(steps, 1).float(), expected, rtol=0.1, atol=0.1)
+    logits.float().logsumexp(-1).mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_gradients_reach_every_parameter_and_the_encoder_bottom():

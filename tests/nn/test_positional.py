@@ -57,3 +57,8 @@ def test_rotary_rejects_odd_width_and_wrong_positions():
         RotaryEmbedding(7)
     with pytest.raises(ValueError, match="one position per token"):
         RotaryEmbedding(8)(torch.randn(1, 1, 3, 8), torch.arange(4))
+    rope, x = RotaryEmbedding(8), torch.randn(2, 1, 3, 8)
+    for positions in (torch.arange(3).expand(3, 3), torch.arange(3)[None, None]):  # batch 3 for x's 2; 3 axes
+        with pytest.raises(ValueError, match=r"one position per token, \(T,\) or \(B or 1, T\)"):
+            rope(x, positions)
+    assert_close(rope(x, torch.arange(3)[None]), rope(x, torch.arange(3)))

@@ -69,7 +69,7 @@ class MultiHeadAttention(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Project source (B, Tk, D) into per-head keys and values, each (B, h, Tk, Dh).
 
-        ``key_pos`` (…, Tk, D) is added to the input of the key projection only; ``positions``
+        ``key_pos`` (B or 1, Tk, D) is added to the input of the key projection only; ``positions``
         (Tk,) rotates the keys when the module has a rotary embedding.
         """
         key = self.split_heads(self.k_proj(source if key_pos is None else source + key_pos))
@@ -84,6 +84,7 @@ class MultiHeadAttention(nn.Module):
         context: Tensor | None = None,
         mask: Tensor | None = None,
         *,
+        key_mask: Tensor | None = None,
         cache: GrowingKV | StaticKV | None = None,
         bias: Tensor | None = None,
         query_pos: Tensor | None = None,
@@ -97,30 +98,34 @@ class MultiHeadAttention(nn.Module):
         Args:
             x: (B, Tq, D) the queries' source.
             context: (B, Tk, D) memory to attend to; None for self-attention.
-            mask: boolean, broadcastable to (B, h, Tq, Tk); True = may attend.
-            cache: ``GrowingKV`` (self-attention: x holds only the new positions) or
-                ``StaticKV`` (cross-attention: the memory is projected on the first call only;
-                later calls may pass ``context=None``).
-            bias: float (…, h, Tq, Tk) added to the scores (e.g. ``RelativePositionBias``).
-            query_pos: (…, Tq, D) added to the input of the query projection only.
-            key_pos: (…, Tk, D) added to the input of the key projection only.
-            query_positions, key_positions: integer positions for the rotary embedding; by default
-                queries sit after the cached positions and cross-attention keys at 0..Tk-1.
+            mask: boolean with four axes (B or 1, h or 1, Tq or 1, Tk), True = may attend: padding
+                (B, 1, 1, Tk) from ``masks.padding_mask``, causal (1, 1, Tq, Tk). Fewer axes, such as (B, Tk)
+                or (Tq, Tk), raise ``ValueError`` for every size (broadcasting would read (B, Tk) as (Tq, Tk)).
+            key_mask: boolean (B, Tk), True = real token: ``nn.MultiheadAttention``'s ``key_padding_mask``
+                layout with our polarity; combined with ``mask``. With a ``GrowingKV``, Tk includes the cache.
+            cache: ``GrowingKV`` (self-attention: x holds only the new positions) or ``StaticKV``
+                (cross-attention: the memory is projected on the first call; later calls may pass no context).
+            bias: float (1 or B, h or 1, Tq, Tk) added to the scores (e.g. ``RelativePositionBias``), any float
+                dtype (cast to the scores'); a -inf entry hides that key like the mask.
+            query_pos, key_pos: (B or 1, Tq or Tk, D), batch first, added to the query (key) projection's input.
+            query_positions, key_positions: rotary positions; default: after the cache, and 0..Tk-1 for context.
             return_weights: also return the attention weights (B, h, Tq, Tk).
 
         Returns:
-            (B, Tq, D), or ((B, Tq, D), (B, h, Tq, Tk)) when ``return_weights``.
+            (B, Tq, D), or ((B, Tq, D), (B, h, Tq, Tk)) when ``return_weights``, by the rules of
+            :func:`xattn_edu.nn.attention.scaled_dot_product_attention`: a query with no finite score (every
+            key hidden by mask, key_mask or a -inf bias) gets zero weights and finite gradients (its output is
+            ``out_proj``'s bias); under ``torch.autocast`` the scores run in autocast's dtype, the bias is cast
+            to it, and half-precision scores are softmaxed in float32.
+
+        Raises:
+            ValueError: wrong shapes, a mask of < 4 axes, a misused cache, or q and cached k/v dtypes differing.
         """
         cross = context is not None or isinstance(cache, StaticKV)
         self._check_inputs(x, context, cache, cross)
-        offset = cache.length if isinstance(cache, GrowingKV) else 0
-        if self.rotary is not None and query_positions is None:
-            query_positions = torch.arange(offset, offset + x.shape[1], device=x.device)
-        if self.rotary is not None and key_positions is None:
-            if not cross:
-                key_positions = query_positions
-            elif context is not None:
-                key_positions = torch.arange(context.shape[1], device=x.device)
+        self._check_positions(x, query_pos, key_pos, context if cross else x)  # context None: cached keys
+        if self.rotary is not None:
+            query_positions, key_positions = self._rotary_positions(x, context, cache, query_positions, key_positions)
 
         query = self.split_heads(self.q_proj(x if query_pos is None else x + query_pos))  # (B, h, Tq, Dh)
         if self.rotary is not None:
@@ -128,7 +133,7 @@ class MultiHeadAttention(nn.Module):
         key, value = self._keys_values(x, context, cache, key_pos, key_positions)  # (B, h, Tk, Dh) each
         result = scaled_dot_product_attention(
             query, key, value, mask, bias=bias, dropout_p=self.dropout if self.training else 0.0,
-            return_weights=return_weights, fused=self.fused,
+            return_weights=return_weights, fused=self.fused, key_mask=key_mask,
         )
         output, weights = result if return_weights else (result, None)
         output = self.out_proj(self.merge_heads(output))  # (B, Tq, D)
@@ -159,3 +164,28 @@ class MultiHeadAttention(nn.Module):
             raise ValueError("a GrowingKV cache is for self-attention; cross-attention takes a StaticKV cache")
         if isinstance(cache, StaticKV) and not cache.filled and context is None:
             raise ValueError("an empty StaticKV cache needs the context (memory) on the first call")
+
+    def _check_positions(self, x: Tensor, query_pos: Tensor | None, key_pos: Tensor | None,
+                         source: Tensor | None) -> None:
+        """Position vectors are batch first (B or 1, T, D): a (T, D) tensor would broadcast ambiguously."""
+        for name, pos, seq in (("query_pos", query_pos, x), ("key_pos", key_pos, source)):
+            if pos is None or seq is None:  # no key_pos check when a filled StaticKV holds the keys
+                continue
+            if pos.dim() != 3 or pos.shape[0] not in (1, x.shape[0]) or pos.shape[1:] != seq.shape[1:]:
+                raise ValueError(
+                    f"{name} must be (B={x.shape[0]} or 1, T={seq.shape[1]}, D={self.d_model}), batch first; "
+                    f"got shape {tuple(pos.shape)} (transpose a sequence-first (T, B, D) tensor; give a (T, D) "
+                    f"one a leading axis of 1)"
+                )
+
+    def _rotary_positions(self, x: Tensor, context: Tensor | None, cache, query_positions: Tensor | None,
+                          key_positions: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Default rotary positions: queries after the cached ones, cross-attention keys at 0..Tk-1."""
+        offset = cache.length if isinstance(cache, GrowingKV) else 0
+        if query_positions is None:
+            query_positions = torch.arange(offset, offset + x.shape[1], device=x.device)
+        if key_positions is None and context is None and not isinstance(cache, StaticKV):
+            key_positions = query_positions
+        elif key_positions is None and context is not None:
+            key_positions = torch.arange(context.shape[1], device=x.device)
+        return query_positions, key_positions

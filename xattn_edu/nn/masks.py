@@ -2,7 +2,9 @@
 
 Every mask here has four dimensions that broadcast to the scores ``(B, h, Tq, Tk)``:
 padding masks are ``(B, 1, 1, Tk)`` (the same keys are hidden from every head and query),
-causal masks are ``(1, 1, Tq, Tk)``. Combine them with ``&``.
+causal masks are ``(1, 1, Tq, Tk)``. Combine them with ``&``. Attention refuses masks with fewer axes
+(broadcasting would read a ``(B, Tk)`` mask as ``(Tq, Tk)``); a ``(B, Tk)`` padding mask goes in its
+``key_mask`` argument instead.
 """
 
 from __future__ import annotations
@@ -11,16 +13,33 @@ import torch
 from torch import Tensor
 
 
-def padding_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
-    """Keys at positions >= each sequence's length are hidden.
+def padding_mask(
+    lengths: Tensor | None = None, max_len: int | None = None, *, ids: Tensor | None = None, pad_id: int | None = None
+) -> Tensor:
+    """Hide the padding keys, described by each sequence's length or by its token ids.
+
+    Give either ``lengths`` (keys at positions >= the length are padding) or ``ids`` and ``pad_id``
+    (keys whose token is the padding token are padding, wherever they sit).
 
     Args:
         lengths: (B,) integer lengths.
-        max_len: Tk; defaults to ``lengths.max()``.
+        max_len: Tk with ``lengths``; defaults to ``lengths.max()``.
+        ids: (B, Tk) token ids.
+        pad_id: id of the padding token, with ``ids``.
 
     Returns:
-        (B, 1, 1, Tk) boolean mask.
+        (B, 1, 1, Tk) boolean mask, True = a real token (may be attended to). Its (B, Tk) slice
+        ``[:, 0, 0]`` is what ``MultiHeadAttention``'s ``key_mask`` takes.
+
+    Raises:
+        ValueError: neither or both descriptions, a wrong rank, or a length above ``max_len``.
     """
+    if (lengths is None) == (ids is None) or (ids is not None and (pad_id is None or max_len is not None)):
+        raise ValueError("padding_mask takes either lengths (B,) [and max_len] or ids (B, Tk) with pad_id")
+    if ids is not None:
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be (B, Tk), got shape {tuple(ids.shape)}")
+        return (ids != pad_id)[:, None, None, :]  # (B, 1, 1, Tk)
     if lengths.dim() != 1:
         raise ValueError(f"lengths must be 1-D (B,), got shape {tuple(lengths.shape)}")
     max_len = int(lengths.max()) if max_len is None else max_len
@@ -28,21 +47,6 @@ def padding_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
         raise ValueError(f"a length ({int(lengths.max())}) exceeds max_len ({max_len})")
     positions = torch.arange(max_len, device=lengths.device)
     return (positions[None, :] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, Tk)
-
-
-def pad_mask(ids: Tensor, pad_id: int) -> Tensor:
-    """Hide the keys whose token is the padding token.
-
-    Args:
-        ids: (B, Tk) token ids.
-        pad_id: id of the padding token.
-
-    Returns:
-        (B, 1, 1, Tk) boolean mask.
-    """
-    if ids.dim() != 2:
-        raise ValueError(f"ids must be (B, T), got shape {tuple(ids.shape)}")
-    return (ids != pad_id)[:, None, None, :]
 
 
 def causal_mask(q_len: int, k_len: int | None = None, device: torch.device | str | None = None) -> Tensor:
@@ -73,4 +77,4 @@ def decoder_self_mask(tgt_ids: Tensor, pad_id: int) -> Tensor:
     Returns:
         (B, 1, Tt, Tt) boolean mask.
     """
-    return pad_mask(tgt_ids, pad_id) & causal_mask(tgt_ids.shape[1], device=tgt_ids.device)
+    return padding_mask(ids=tgt_ids, pad_id=pad_id) & causal_mask(tgt_ids.shape[1], device=tgt_ids.device)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from xattn_edu.nn.cache import DecoderCache, LayerCache
 from xattn_edu.nn.heads import MultiHeadAttention
-from xattn_edu.nn.masks import causal_mask, decoder_self_mask, pad_mask
+from xattn_edu.nn.masks import causal_mask, decoder_self_mask, padding_mask
 from xattn_edu.nn.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
 
@@ -194,7 +194,7 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """src (B, Ts) ids → (memory (B, Ts, D), memory_mask (B, 1, 1, Ts))."""
-        memory_mask = pad_mask(src, self.cfg.pad_id)
+        memory_mask = padding_mask(ids=src, pad_id=self.cfg.pad_id)
         x = self._embed(src, self.src_embed)
         for layer in self.encoder_layers:
             x = layer(x, memory_mask)

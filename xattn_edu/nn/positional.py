@@ -122,9 +122,11 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
-        """Rotate x (B, h, T, Dh) at positions (T,) or (B, T); returns the same shape and dtype."""
-        if positions.shape[-1] != x.shape[-2]:
-            raise ValueError(f"need one position per token: x {tuple(x.shape)}, positions {tuple(positions.shape)}")
+        """Rotate x (B, h, T, Dh) at positions (T,) or (B or 1, T); returns x's shape and dtype (math in float32)."""
+        if positions.dim() not in (1, 2) or positions.shape[-1] != x.shape[-2] or (
+                positions.dim() == 2 and positions.shape[0] not in (1, x.shape[0])):
+            raise ValueError(f"need one position per token, (T,) or (B or 1, T): x (B, h, T, Dh) = {tuple(x.shape)}, "
+                             f"positions {tuple(positions.shape)}")
         angles = positions.to(self.inv_freq.dtype)[..., None] * self.inv_freq  # (..., T, Dh/2)
         if angles.dim() == 3:
             angles = angles[:, None]  # (B, 1, T, Dh/2): same angles for every head

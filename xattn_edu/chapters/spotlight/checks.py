@@ -304,8 +304,10 @@ def _run_masked_attention(fn: Callable, query, keys, values, mask):
 
 def _check_masked_attention_case(fn: Callable, query, keys, values, mask) -> None:
     """Compare with the reference everywhere (no fully masked rows here)."""
-    expected_out, expected_w = scaled_dot_product_attention(query, keys, values, mask, return_weights=True)
-    mistakes = _weight_mistakes(query, keys, mask)
+    # The student's function may take any broadcastable mask; the reference takes one axis per score axis.
+    full = None if mask is None else torch.broadcast_to(mask, (*query.shape[:-1], keys.shape[-2]))  # (B, Tq, Tk)
+    expected_out, expected_w = scaled_dot_product_attention(query, keys, values, full, return_weights=True)
+    mistakes = _weight_mistakes(query, keys, full)
     output, weights, what = _run_masked_attention(fn, query, keys, values, mask)
     tolerance = {"rtol": 1e-4, "atol": 1e-6} if query.dtype == torch.float32 else {"rtol": 1e-7, "atol": 1e-10}
     if mask is not None:
