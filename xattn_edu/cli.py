@@ -55,7 +55,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
     solutions = Path(args.solutions) if args.solutions else None
     report = grade_notebook(args.notebook, html=args.html, timeout=args.timeout, solutions=solutions)
-    print(json.dumps(report.to_dict()) if args.json else report.table())
+    print(json.dumps(report.to_dict(flags=False)) if args.json else report.table())
     if args.html and not args.json:
         print(f"feedback written to {args.html}")
     return 0

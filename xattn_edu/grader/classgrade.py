@@ -27,9 +27,9 @@ from pathlib import Path
 
 from xattn_edu.common.errors import UserError
 from xattn_edu.grader.build import CHAPTER_NAME, find_chapters
-from xattn_edu.grader.feedback import write_csv, write_feedback
+from xattn_edu.grader.feedback import describe_flags, write_csv, write_feedback
 from xattn_edu.grader.gradebook import Gradebook, StudentGrade
-from xattn_edu.grader.master import Master, grade_ids_by_chapter, load_master, load_masters
+from xattn_edu.grader.master import Master, exercise_titles, grade_ids_by_chapter, load_master, load_masters
 from xattn_edu.grader.pool import Limits, Outcome, grade_all
 from xattn_edu.grader.report import ExerciseResult
 from xattn_edu.grader.submissions import Submission, find_submissions
@@ -52,11 +52,12 @@ class ClassReport:
                 "limits_in_force": self.limits_in_force, "students": [g.to_dict() for g in self.grades]}
 
     def table(self) -> str:
-        """A plain-text table: one row per student (score, status, reason)."""
+        """A plain-text table: one row per student (score, status, reason), and the scan's flags under it."""
         width = max([len("student"), *(len(g.student) for g in self.grades)])
         rows = [f"{self.chapter}: {len(self.grades)} students, {self.graded_now} graded now, results in {self.out}"]
         for g in self.grades:
             rows.append(f"  {g.student:<{width}}  {g.score:>5g} / {g.max_score:<5g} {g.status:<8} {g.reason}")
+            rows += [f"  {'':<{width}}  flagged: {describe_flags([flag])}" for flag in g.flags]
         return "\n".join(rows)
 
 
@@ -76,7 +77,7 @@ def student_grade(submission: Submission, outcome: Outcome, master: Master) -> S
                             reason=outcome.reason, **common)  # fmt: skip
     lost = "; ".join(f"{e.grade_id}: {e.reason}" for e in report.exercises if e.score < e.max_score)
     return StudentGrade(status="graded", score=report.score, max_score=report.max_score,
-                        exercises=report.exercises, reason=lost, **common)  # fmt: skip
+                        exercises=report.exercises, reason=lost, flags=report.flags, **common)  # fmt: skip
 
 
 def grade_class(
@@ -107,10 +108,11 @@ def grade_class(
     out = Path(out) if out is not None else default_out(chapter)
     found = find_submissions(chapter, Path(submissions))
     gradebook = Gradebook(out / "gradebook.jsonl", chapter)
+    titles = exercise_titles(master.notebook)
 
     def record(submission: Submission, outcome: Outcome) -> None:
         grade = student_grade(submission, outcome, master)
-        write_feedback(out / "feedback", grade, outcome.html)
+        write_feedback(out / "feedback", grade, outcome.html, titles)
         gradebook.add(grade)
 
     todo = []

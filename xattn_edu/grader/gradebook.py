@@ -38,18 +38,20 @@ class StudentGrade:
     sha256: str  # of the submitted file ("" if none)
     master: str  # digest of the master copy graded against
     seconds: float  # wall time of grading
+    flags: tuple[dict, ...] = ()  # what the submission scan flagged, for the instructor ({cell, line, rule, code})
 
     def to_dict(self) -> dict:
         """JSON-ready, exercises as a list of dicts."""
         record = asdict(self)
         record["exercises"] = list(record["exercises"])
+        record["flags"] = list(record["flags"])
         return record
 
     @classmethod
     def from_dict(cls, record: dict) -> StudentGrade:
         """Rebuild a grade from its gradebook record (the inverse of ``to_dict``)."""
         exercises = tuple(ExerciseResult(**e) for e in record["exercises"])
-        return cls(**{**record, "exercises": exercises})
+        return cls(**{**record, "exercises": exercises, "flags": tuple(record.get("flags", ()))})
 
 
 class Gradebook:

@@ -3,9 +3,10 @@
 nbgrader's ``generate_feedback`` renders the autograded notebook, in which autograde restored the
 hidden tests, so by default a student's feedback shows the hidden test source and tracebacks that
 quote it (nbgrader issue #917). :class:`HideHiddenTests` runs before the HTML export: it replaces
-every hidden-test region of a graded cell by one comment line and cuts each error in a graded cell
-down to its last line (``AssertionError: <message written for students>``), so neither the test
-code nor the checking code in ``xattn_edu.chapters`` appears. The course's ``nbgrader_config.py``
+every hidden-test region of a graded cell by one comment line, drops what the submission scan
+flagged (the instructor's, not the student's), and cuts each error in a graded cell down to its last
+line (``Wrong: <message written for students>``), so neither the test code nor the checking code in
+``xattn_edu.chapters`` appears. The course's ``nbgrader_config.py``
 puts it in ``GenerateFeedback.preprocessors``; ``xattn grade --html`` uses the same setting.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
+
+from xattn_edu.common.protocol import FLAG_MIME
 
 HIDDEN_PLACEHOLDER = "# (hidden tests ran here; their code is not shown)"
 
@@ -27,6 +30,8 @@ class HideHiddenTests(NbGraderPreprocessor):
         if not cell.get("metadata", {}).get("nbgrader", {}).get("grade", False):
             return cell, resources
         cell.source = hide_regions(cell.source, self.begin_delimiter, self.end_delimiter)
+        # what the submission scan flagged is for the instructor, never a guide for the student
+        cell.outputs = [o for o in cell.get("outputs", []) if FLAG_MIME not in o.get("data", {})]
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 output["traceback"] = [error_line(output)]

@@ -11,6 +11,7 @@ changes), and the throwaway nbgrader courses cache their prepared gradebook unde
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from nbformat import NotebookNode
 
 from xattn_edu.grader.build import Chapter, master_notebook, notebook_bytes
 from xattn_edu.grader.course import settings_file
-from xattn_edu.grader.metadata import exercises, grade_ids
+from xattn_edu.grader.metadata import exercises, grade_id, grade_ids, is_graded
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,19 @@ def load_masters(chapters: Sequence[Chapter]) -> dict[str, Master]:
 def grade_ids_by_chapter(masters: Mapping[str, Master]) -> dict[str, frozenset[str]]:
     """``{chapter name: the grade ids of its master}``: what recognising a notebook's chapter needs."""
     return {name: frozenset(grade_ids(master.notebook)) for name, master in masters.items()}
+
+
+def exercise_titles(notebook: NotebookNode) -> dict[str, str]:
+    """``{grade_id: "Exercise 2 — stable_softmax (3 points): softmax_tests"}`` for each graded cell.
+
+    The title is the last markdown heading before the cell (markdown marks removed), so reports and
+    feedback name exercises the way the chapter does.
+    """
+    titles, heading = {}, ""
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            found = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")]
+            heading = re.sub(r"[`*]", "", found[-1]) if found else heading
+        elif is_graded(cell):
+            titles[grade_id(cell)] = f"{heading}: {grade_id(cell)}" if heading else grade_id(cell)
+    return titles

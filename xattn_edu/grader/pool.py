@@ -90,7 +90,9 @@ class _Slot:
         self.connection.send(self.setup)
         if not self.connection.poll(120):
             raise UserError("a grading worker did not start within 120 s")
-        self.in_force = self.connection.recv()["limits"]
+        ready = self.connection.recv()
+        self.in_force = ready["limits"]
+        self.cage.keep = set(ready["helpers"])
 
     def start(self, job: Submission) -> None:
         """Hand one submission to the worker and start its notebook clock."""

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from nbformat import NotebookNode
 
+from xattn_edu.common.protocol import FLAG_MIME
 from xattn_edu.grader.hide_hidden_tests import error_line
 from xattn_edu.grader.metadata import grade_id, is_graded
 
@@ -33,21 +34,27 @@ class GradeReport:
     score: float  # points earned, all exercises
     max_score: float  # points available, all exercises
     exercises: tuple[ExerciseResult, ...]  # in notebook order
+    flags: tuple[dict, ...] = ()  # for the instructor only: what the submission scan flagged ({cell, line, rule, code})
 
-    def to_dict(self) -> dict:
-        """JSON-ready: ``{"chapter", "score", "max_score", "exercises": [{grade_id, score, max_score, reason}]}``."""
-        return {
+    def to_dict(self, *, flags: bool = True) -> dict:
+        """JSON-ready: ``{"chapter", "score", "max_score", "exercises": [...], "flags": [...]}``.
+
+        ``flags=False`` leaves the scan's flags out: what a student may see.
+        """
+        record = {
             "chapter": self.chapter,
             "score": self.score,
             "max_score": self.max_score,
             "exercises": [asdict(exercise) for exercise in self.exercises],
         }
+        return {**record, "flags": list(self.flags)} if flags else record
 
     @classmethod
     def from_dict(cls, record: dict) -> GradeReport:
         """Rebuild a report from :meth:`to_dict`'s output."""
         exercises = tuple(ExerciseResult(**exercise) for exercise in record["exercises"])
-        return cls(record["chapter"], float(record["score"]), float(record["max_score"]), exercises)
+        return cls(record["chapter"], float(record["score"]), float(record["max_score"]), exercises,
+                   tuple(record.get("flags", ())))
 
     def table(self) -> str:
         """A plain-text table: one row per exercise, then the total."""
@@ -80,7 +87,19 @@ def make_report(chapter: str, scores: dict[str, tuple[float, float]], graded: No
         score=sum(e.score for e in exercises),
         max_score=sum(e.max_score for e in exercises),
         exercises=tuple(exercises),
+        flags=scan_flags(graded),
     )
+
+
+def scan_flags(graded: NotebookNode) -> tuple[dict, ...]:
+    """Every flag the submission scan wrote into the autograded notebook, once each, in notebook order."""
+    found: dict[tuple, dict] = {}
+    for cell in graded.cells:
+        for output in cell.get("outputs", []):
+            for flag in output.get("data", {}).get(FLAG_MIME, []):
+                if isinstance(flag, dict):
+                    found.setdefault((flag.get("cell"), flag.get("line"), flag.get("rule")), dict(flag))
+    return tuple(found.values())
 
 
 GRADER_ERRORS = ("AssertionError", "Wrong", "NotDone", "GraderVerdict", "KernelDied", "NotRun")

@@ -125,6 +125,7 @@ class Cage:
     def __init__(self, name: str, max_processes: int | None) -> None:
         self.cgroup: Path | None = None
         self.worker: int | None = None
+        self.keep: set[int] = set()  # the worker's long-lived helpers (its verifier and kernel server)
         if max_processes is None or not os.access(PIDS_HIERARCHY, os.W_OK):
             return
         _remove_stale_cgroups()
@@ -157,8 +158,8 @@ class Cage:
         return [self.worker, *descendants(self.worker)]
 
     def kill_strays(self) -> None:
-        """Kill everything in the cage except the worker (kernels' leftovers after a notebook)."""
-        _kill([pid for pid in self.members() if pid != self.worker])
+        """Kill everything in the cage except the worker and its helpers (kernels' leftovers after a notebook)."""
+        _kill([pid for pid in self.members() if pid != self.worker and pid not in self.keep])
 
     def kill_all(self) -> None:
         """Kill the worker and everything it started."""

@@ -31,7 +31,8 @@ from nbformat import NotebookNode
 from xattn_edu.common.errors import UserError
 from xattn_edu.common.files import write_atomic
 from xattn_edu.grader.build import CHAPTER_NAME, find_chapters
-from xattn_edu.grader.master import Master, grade_ids_by_chapter, load_masters
+from xattn_edu.grader.feedback import name_test_cells
+from xattn_edu.grader.master import Master, exercise_titles, grade_ids_by_chapter, load_masters
 from xattn_edu.grader.metadata import grade_ids, repair
 from xattn_edu.grader.report import GradeReport, make_report
 
@@ -104,7 +105,8 @@ def _autograde(
         graded = nbformat.read(course.autograde(master.chapter), as_version=4)
         report = make_report(master.chapter, course.scores(master.chapter), graded)
         if html is not None:
-            write_atomic(html, course.generate_feedback(master.chapter).read_bytes())
+            page = course.generate_feedback(master.chapter).read_text(encoding="utf-8")
+            write_atomic(html, name_test_cells(page, exercise_titles(master.notebook)).encode("utf-8"))
     return report
 
 

@@ -35,6 +35,11 @@ class Verifier:
             raise UserError(f"the verifier did not start: {ready.get('error', ready)}")
         self.chapters: list[str] = ready["ready"]  # the chapters whose exercises it can judge
 
+    @property
+    def pid(self) -> int:
+        """The verifier process's id."""
+        return self._process.pid
+
     def _read(self) -> dict[str, Any]:
         line = self._process.stdout.readline()
         if not line:

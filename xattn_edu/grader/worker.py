@@ -75,8 +75,8 @@ def serve(connection: Connection, memory_mb: int | None, max_processes: int | No
     # Both start before the first notebook, outside its clock, and before any submitted code runs:
     # the verifier and the kernel server import the chapters' code while the files are untouched.
     verifier.start()
-    with KernelServer():
-        connection.send({"limits": limits})
+    with KernelServer() as server:
+        connection.send({"limits": limits, "helpers": [verifier.shared_verifier().pid, server.process.pid]})
         while True:
             try:
                 content = connection.recv()
