@@ -24,7 +24,6 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import nbformat
 from nbformat import NotebookNode
@@ -33,9 +32,6 @@ from traitlets.config import Config, PyFileConfigLoader
 from xattn_edu.common.errors import UserError
 from xattn_edu.common.files import write_atomic
 from xattn_edu.common.paths import cache_root, repo_root
-
-if TYPE_CHECKING:
-    from xattn_edu.grader.master import Master
 
 STUDENT_ID = "student"
 """The one student of a throwaway course."""
@@ -149,21 +145,22 @@ class TempCourse:
         self._run(GenerateAssignment, chapter, STUDENT_ID, what=f"generate_assignment for {chapter}")
         return nbformat.read(self.root / "release" / chapter / f"{chapter}.ipynb", as_version=4)
 
-    def add_master(self, master: Master) -> None:
-        """Make ``master`` the course's assignment: its source copy plus its cells in the gradebook.
+    def add_master(self, chapter: str, notebook: NotebookNode, digest: str) -> None:
+        """Make ``notebook`` (the master copy, see :class:`~xattn_edu.grader.master.Master`) the assignment ``chapter``.
 
-        Creating a gradebook costs seconds (nbgrader runs ``alembic`` in a subprocess), so the gradebook
-        left by ``generate_assignment`` is cached under the master's digest (which covers the settings)
-        and nbgrader's version. It replaces the course's gradebook: call it once, before the other steps.
+        Its source copy plus its cells in the gradebook. Creating a gradebook costs seconds (nbgrader runs
+        ``alembic`` in a subprocess), so the gradebook left by ``generate_assignment`` is cached under the
+        master's ``digest`` (which covers the settings) and nbgrader's version. It replaces the course's
+        gradebook: call it once, before the other steps.
         """
-        self.add_source(master.chapter, master.notebook)
-        cached = _gradebook_cache() / f"{master.chapter}-{master.digest}.db"
+        self.add_source(chapter, notebook)
+        cached = _gradebook_cache() / f"{chapter}-{digest}.db"
         gradebook = self.root / "gradebook.db"
         if cached.is_file():
             shutil.copyfile(cached, gradebook)
             return
-        self.generate_assignment(master.chapter)
-        for stale in cached.parent.glob(f"{master.chapter}-*.db"):  # gradebooks of earlier versions
+        self.generate_assignment(chapter)
+        for stale in cached.parent.glob(f"{chapter}-*.db"):  # gradebooks of earlier versions
             stale.unlink(missing_ok=True)
         _save_to_cache(gradebook, cached)
 

@@ -100,7 +100,7 @@ def _autograde(
     with temp_course() as course:
         if timeout is not None:
             course.config.ExecutePreprocessor.timeout = timeout
-        course.add_master(master)
+        course.add_master(master.chapter, master.notebook, master.digest)
         course.add_submission(master.chapter, raw)
         graded = nbformat.read(course.autograde(master.chapter), as_version=4)
         report = make_report(master.chapter, course.scores(master.chapter), graded)
