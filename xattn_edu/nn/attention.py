@@ -90,10 +90,26 @@ def attention_weights(
     scores = torch.matmul(query, key.transpose(-2, -1)) * scale  # (..., Tq, Tk)
     if bias is not None:
         scores = scores + bias
+    return masked_softmax(scores, mask)
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Softmax over the last axis among the keys the mask allows; a row with no allowed key is all 0.
+
+    Masked scores are replaced (``masked_fill``), not added to, so a row whose every key is masked
+    has weights 0 and a gradient of 0, never NaN: its scores are left unmasked for the softmax
+    (no 0/0) and its weights zeroed after it.
+
+    Args:
+        scores: (..., Tk) floating scores.
+        mask: boolean, broadcastable to ``scores``; True = may attend. None: every key.
+
+    Returns:
+        (..., Tk) weights; each row sums to 1, or is all 0 when every key of the row is masked.
+    """
     if mask is None:
         return torch.softmax(scores, dim=-1)
     has_key = _rows_with_a_key(mask)
-    # Rows with no visible key are left unmasked for the softmax (avoids 0/0) and zeroed after it.
     scores = scores.masked_fill(~(mask | ~has_key), float("-inf"))
     return torch.softmax(scores, dim=-1).masked_fill(~has_key, 0.0)
 
