@@ -329,8 +329,8 @@ grading.record("soft_lookup_batch_tests", soft_lookup)
 # %% [markdown]
 # ## 4. Check the shapes
 #
-# Shapes are where attention code usually goes wrong, so read them once with your own function, on the
-# queries, keys and values of section 1: three questions, five books. (Until your `soft_lookup` is
+# Shapes are where attention code usually goes wrong, so read them once with your own function, on what
+# section 1 built: three questions against five books. (Until your `soft_lookup` is
 # written, the cell borrows the package's reference so that the rest of the chapter still runs.)
 
 # %%
@@ -601,8 +601,9 @@ for row in experiment.measure_span_limit(trials=50 if FAST else 1000):
 #
 # ## Summary
 #
-# * In cross-attention the queries come from one sequence and the keys and values from another; queries
-#   and keys share a width $d$ so they can be compared, values can have any width $d_v$.
+# * In cross-attention the asking side and the read side are two different sequences: questions are
+#   projected from the first, keys and values from the second. Queries and keys share a width $d$ so
+#   they can be compared; values can have any width $d_v$.
 # * Relevance is a dot product: positive when aligned, zero when orthogonal, negative when opposed.
 # * A **soft** lookup returns $\operatorname{softmax}(q K^\top)\, V$, a weighted average of the values.
 #   Its output has a gradient with respect to the query, and gradient descent trains it (watched above);

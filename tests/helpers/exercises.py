@@ -56,3 +56,11 @@ def solution_functions(chapter: str) -> dict[str, Any]:
         if grade_id == "setup" or (cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution")):
             exec(cell.source, namespace)  # noqa: S102 - our own chapter source
     return namespace
+
+
+def assert_loses_exactly(exercises: Exercises, name: str, implementation: Any, expected: dict[str, str]) -> None:
+    """``implementation`` fails exactly the cells in ``expected`` (grade_id -> a fragment of the message)."""
+    messages = lost(exercises, name, implementation)
+    assert set(messages) == set(expected), messages
+    for grade_id, fragment in expected.items():
+        assert fragment in messages[grade_id], messages[grade_id]
