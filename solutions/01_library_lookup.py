@@ -532,7 +532,7 @@ attention_heatmap(shelf_weights, list(views), titles, ax=axes[1], annotate=True,
                   title="weights per query: aim and length decide the focus")
 plt.show()
 q4 = views["q4 ⊥ Astronomy"]
-print(f"q4: Astronomy scores {q4.scores[0]:+.2f} and gets weight {q4.weights[0]:.3f}, "
+print(f"q4: Astronomy scores {q4.scores[0]:.0e} (0 up to rounding) and gets weight {q4.weights[0]:.3f}, "
       f"{'below' if q4.weights[0] < 1 / 5 else 'not below'} the uniform share 1/5 = 0.200")
 
 # %% [markdown]
