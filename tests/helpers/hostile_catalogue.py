@@ -32,7 +32,7 @@ POINTS = points_of(CHAPTER)  # {grade_id: points}, read from the chapter source
 RELEVANCE = {"relevance_tests", "relevance_batch_tests"}
 SOFTMAX = {"softmax_tests", "softmax_stability_tests"}
 SOFT_LOOKUP = {"soft_lookup_tests", "soft_lookup_batch_tests"}
-ORTHOGONAL = {"orthogonal_query_tests", "orthogonal_impossible_tests"}
+EQUAL_SCORES = {"equal_scores_tests", "orthogonal_query_tests", "no_equal_scores_tests"}
 EVERYTHING = set(POINTS)
 
 NAIVE_SOFTMAX = """
@@ -112,9 +112,9 @@ def _reference_alias(place: Place) -> bytes:
 
 
 def _reference_importlib(place: Place) -> bytes:
-    return _bytes(replace_solution(_solution(), "orthogonal_solution", """
+    return _bytes(replace_solution(_solution(), "equal_scores_solution", """
         import importlib
-        return importlib.import_module("xattn_edu.chapters.library_lookup.reference").orthogonal_query(keys, rng)
+        return importlib.import_module("xattn_edu.chapters.library_lookup.reference").equal_score_query(keys, level)
     """))
 
 
@@ -148,7 +148,8 @@ builtins.print = lambda *args, **kwargs: None
 
 def _fake_pass(place: Place) -> bytes:
     notebook = release_notebook(CHAPTER)
-    for grade_id in ("relevance_solution", "softmax_solution", "soft_lookup_solution", "orthogonal_solution"):
+    for grade_id in ("relevance_solution", "softmax_solution", "zero_score_answer", "soft_lookup_solution",
+                     "equal_scores_solution"):
         notebook = replace_solution(notebook, grade_id, 'print("All tests passed! 10 / 10")\nreturn None')
     return _bytes(notebook)
 
@@ -162,7 +163,7 @@ def _keyboard_interrupt(place: Place) -> bytes:
 
 
 def _os_exit(place: Place) -> bytes:
-    return _bytes(replace_solution(_solution(), "orthogonal_solution", "import os\nos._exit(1)"))
+    return _bytes(replace_solution(_solution(), "equal_scores_solution", "import os\nos._exit(1)"))
 
 
 def _infinite_loop(place: Place) -> bytes:
@@ -171,7 +172,7 @@ def _infinite_loop(place: Place) -> bytes:
 
 def _unstoppable_loop(place: Place) -> bytes:
     # Swallows the interrupt nbgrader sends at the cell timeout: nbclient gives up on the whole notebook.
-    return _bytes(_append_to_cell(_solution(), "orthogonal_solution", """
+    return _bytes(_append_to_cell(_solution(), "equal_scores_solution", """
 import time
 
 while True:
@@ -222,7 +223,7 @@ for _folder in pathlib.Path({str(place.submissions)!r}).iterdir():
             _notebook.write_text("destroyed")
         shutil.rmtree(_folder, ignore_errors=True)
 """
-    return _bytes(_append_to_cell(_solution(), "orthogonal_solution", attack))
+    return _bytes(_append_to_cell(_solution(), "equal_scores_solution", attack))
 
 
 def _corrupt_json(place: Place) -> bytes:
@@ -257,8 +258,9 @@ return exps / np.sum(exps, axis=axis, keepdims=True)
 """)
     return _bytes(_append_to_cell(notebook, "softmax_solution", """
 import sys
+import warnings
 
-warnings.simplefilter("always")  # undo the setup cell's filter: every warning reaches stderr from now on
+warnings.simplefilter("always")  # every warning reaches stderr from now on
 print("note from my solution cell", file=sys.stderr)
 warnings.warn("a warning from the solution cell itself")
 """))
@@ -287,7 +289,7 @@ CATALOGUE = [
     Case("duplicated_grade_id", _duplicated_grade_id, lost={"softmax_stability_tests"}),
     Case("reference_direct", _reference_direct, lost=SOFTMAX | SOFT_LOOKUP, reason="calls the reference"),
     Case("reference_alias", _reference_alias, lost=RELEVANCE | SOFT_LOOKUP, reason="calls the reference"),
-    Case("reference_importlib", _reference_importlib, lost=ORTHOGONAL, reason="calls the reference"),
+    Case("reference_importlib", _reference_importlib, lost=EQUAL_SCORES, reason="calls the reference"),
     Case("patched_checks", _patched_checks, lost=RELEVANCE | SOFT_LOOKUP | {"softmax_stability_tests"}),
     Case("patched_builtins", _patched_builtins, lost={"softmax_stability_tests"}),
     Case("fake_pass", _fake_pass, lost=EVERYTHING),

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from xattn_edu.nn.attention import attention_weights, scaled_dot_product_attention
+from xattn_edu.nn.attention import attention_weights, masked_softmax, scaled_dot_product_attention
 from xattn_edu.nn.masks import causal_mask, padding_mask
 
 
@@ -79,6 +79,20 @@ def test_fully_masked_rows_give_zeros_not_nan_and_finite_gradients(fused):
     assert torch.all(out[0, :, 2] == 0)
     out.sum().backward()
     assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+def test_masked_softmax_matches_torch_on_visible_rows_and_zeroes_empty_ones_with_zero_gradient():
+    scores = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, 3, 5) < 0.6
+    mask[0, 1] = False  # a row that may see no key
+    mask[1, :, 0] = True  # every other row keeps a key
+    weights = masked_softmax(scores, mask)
+    expected = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    assert_close(weights[mask.any(-1)], expected[mask.any(-1)])
+    assert (weights[0, 1] == 0).all()
+    (grad,) = torch.autograd.grad((weights * torch.randn_like(weights)).sum(), scores)
+    assert torch.isfinite(grad).all() and (grad[0, 1] == 0).all() and (grad[~mask] == 0).all()
+    assert_close(masked_softmax(scores, None), torch.softmax(scores, dim=-1))
 
 
 def test_causal_mask_hides_the_future():

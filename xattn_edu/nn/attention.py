@@ -193,13 +193,27 @@ def _readable_weights(query: Tensor, key: Tensor, mask: Tensor | None, bias: Ten
     if bias is not None:
         bias = bias.to(scores.dtype)
         scores = scores + bias
-    visible = visible_keys(mask, bias)
-    if visible is None:
+    return masked_softmax(scores, visible_keys(mask, bias))
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Softmax over the last axis among the keys the mask allows; a row with no allowed key is all 0.
+
+    Hidden scores are replaced by -inf (``masked_fill``), not added to, and a row whose every key is
+    hidden gets scores of 0 for the softmax (no 0/0) and weights of 0 after it: its weights and their
+    gradients are 0, never NaN. The softmax runs in float32 at least and is cast back.
+
+    Args:
+        scores: (..., Tk) floating scores.
+        mask: boolean, broadcastable to ``scores``; True = may attend. None: every key.
+
+    Returns:
+        (..., Tk) weights; each row sums to 1, or is all 0 when every key of the row is hidden.
+    """
+    if mask is None:
         return _softmax(scores)
-    has_key = visible.any(dim=-1, keepdim=True)  # (..., Tq, 1): the row has a finite score
-    # Hidden keys score -inf. A row with no visible key would be all -inf (softmax 0/0 = NaN): give it
-    # scores of 0 instead, then zero its weights after the softmax.
-    scores = scores.masked_fill(~visible, float("-inf")).masked_fill(~has_key, 0.0)
+    has_key = mask.any(dim=-1, keepdim=True)  # (..., 1): the row has a visible key
+    scores = scores.masked_fill(~mask, float("-inf")).masked_fill(~has_key, 0.0)
     return _softmax(scores).masked_fill(~has_key, 0.0)
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from xattn_edu.chapters.library_lookup import orthogonal_query as experiment
+from xattn_edu.chapters.library_lookup import equal_scores as experiment
+from xattn_edu.chapters.library_lookup import learning
 from xattn_edu.chapters.library_lookup import reference as lookup
 
 
@@ -78,19 +79,21 @@ def test_a_long_query_makes_the_soft_lookup_approach_the_hard_one():
     np.testing.assert_array_equal(hard, values[index])
 
 
-def test_project_gives_queries_keys_values_of_the_projection_widths():
+def test_project_takes_queries_from_one_set_and_keys_values_from_another():
     rng = np.random.default_rng(5)
-    items = rng.standard_normal((4, 6))
-    queries, keys, values = lookup.project(items, rng.standard_normal((6, 3)), rng.standard_normal((6, 3)),
-                                           rng.standard_normal((6, 2)))
-    assert (queries.shape, keys.shape, values.shape) == ((4, 3), (4, 3), (4, 2))
+    asking, read = rng.standard_normal((3, 6)), rng.standard_normal((5, 6))  # Tq = 3 items ask, n = 5 are read
+    w_query, w_key, w_value = rng.standard_normal((6, 4)), rng.standard_normal((6, 4)), rng.standard_normal((6, 2))
+    queries, keys, values = lookup.project(asking, read, w_query, w_key, w_value)
+    assert (queries.shape, keys.shape, values.shape) == ((3, 4), (5, 4), (5, 2))
+    np.testing.assert_allclose(queries, asking @ w_query)
+    np.testing.assert_allclose(values, read @ w_value)
 
 
 @pytest.mark.parametrize("n_keys, dim", [(1, 3), (4, 5), (2, 10)])
-def test_orthogonal_query_is_unit_orthogonal_and_gives_the_mean(n_keys, dim):
+def test_an_orthogonal_query_is_a_unit_vector_with_scores_zero_and_gives_the_mean(n_keys, dim):
     rng = np.random.default_rng(6)
     keys, values = rng.standard_normal((n_keys, dim)), rng.standard_normal((n_keys, 3))
-    query = lookup.orthogonal_query(keys, rng)
+    query = lookup.equal_score_query(keys, 0.0)
     assert np.linalg.norm(query) == pytest.approx(1.0)
     np.testing.assert_allclose(keys @ query, 0.0, atol=1e-12)
     output, weights = lookup.soft_lookup(query, keys, values)
@@ -98,29 +101,62 @@ def test_orthogonal_query_is_unit_orthogonal_and_gives_the_mean(n_keys, dim):
     np.testing.assert_allclose(output, values.mean(axis=0), atol=1e-14)
 
 
-def test_orthogonal_query_works_when_many_keys_share_a_subspace_and_fails_when_they_span():
+@pytest.mark.parametrize("n_keys, dim, level", [(4, 4, 1.0), (3, 7, -2.0), (6, 6, 0.3)])
+def test_an_equal_score_query_ties_every_score_at_its_level_and_gives_the_mean(n_keys, dim, level):
+    rng = np.random.default_rng(8)
+    keys, values = rng.standard_normal((n_keys, dim)), rng.standard_normal((n_keys, 2))
+    query = lookup.equal_score_query(keys, level)
+    np.testing.assert_allclose(keys @ query, level, rtol=1e-10)
+    output, weights = lookup.soft_lookup(query, keys, values)
+    np.testing.assert_allclose(weights, 1.0 / n_keys, atol=1e-12)
+    np.testing.assert_allclose(output, values.mean(axis=0), atol=1e-12)
+    if n_keys == dim:  # square keys: the unique solution c K^-1 1
+        np.testing.assert_allclose(query, level * np.linalg.solve(keys, np.ones(n_keys)), rtol=1e-8)
+
+
+def test_equal_score_queries_exist_in_a_shared_subspace_and_not_when_the_keys_span():
     rng = np.random.default_rng(7)
     flat_keys = rng.standard_normal((9, 2)) @ rng.standard_normal((2, 4))  # 9 keys in a plane of 4-D space
-    np.testing.assert_allclose(flat_keys @ lookup.orthogonal_query(flat_keys, rng), 0.0, atol=1e-12)
+    np.testing.assert_allclose(flat_keys @ lookup.equal_score_query(flat_keys, 0.0), 0.0, atol=1e-12)
     with pytest.raises(ValueError, match="span all 4 dimensions"):
-        lookup.orthogonal_query(rng.standard_normal((4, 4)), rng)
+        lookup.equal_score_query(rng.standard_normal((4, 4)), 0.0)
+    with pytest.raises(ValueError, match="no query gives all 5 keys the same score 1"):
+        lookup.equal_score_query(rng.standard_normal((5, 4)), 1.0)
 
 
-def test_orthogonal_experiment_reproduces_uniform_weights_and_the_mean():
-    result = experiment.measure_orthogonal(trials=20)
-    assert result.max_abs_score < 1e-12
-    assert result.max_weight_error < 1e-14
-    assert result.max_output_error < 1e-13
+def test_equal_scores_experiment_reproduces_uniform_weights_and_the_mean():
+    rows = experiment.measure_equal_scores(trials=20)
+    assert [(row.n_keys, row.dim, row.level) for row in rows] == [(8, 16, 0.0), (8, 16, 1.0), (8, 8, 1.0),
+                                                                  (8, 8, -2.5)]
+    for row in rows:
+        assert row.max_score_error < 1e-9 and row.max_weight_error < 1e-12 and row.max_output_error < 1e-12
 
 
-def test_near_orthogonal_deviation_grows_with_the_overlap():
-    rows = experiment.measure_near_orthogonal(overlaps=(0.0, 0.01, 0.1, 1.0), trials=10)
+def test_near_uniform_deviation_grows_with_the_overlap():
+    rows = experiment.measure_near_uniform(overlaps=(0.0, 0.01, 0.1, 1.0), trials=10)
     errors = [row.max_weight_error for row in rows]
     assert errors[0] < 1e-14
     assert errors == sorted(errors) and errors[-1] > 0.1
 
 
-def test_span_limit_orthogonal_queries_exist_exactly_while_n_is_below_d():
+def test_span_limit_equal_scores_exist_while_n_is_at_most_d_and_orthogonal_ones_while_below():
     rows = experiment.measure_span_limit(dim=4, n_keys_list=(3, 4, 6), trials=10)
-    assert [row.fraction_with_orthogonal_query for row in rows] == [1.0, 0.0, 0.0]
-    assert rows[0].best_max_cosine < 1e-12 and rows[1].best_max_cosine > 1e-6
+    assert [row.share_orthogonal for row in rows] == [1.0, 0.0, 0.0]
+    assert [row.share_equal for row in rows] == [1.0, 1.0, 0.0]
+    assert rows[0].least_squares_max_cosine < 1e-12 and rows[1].least_squares_max_cosine > 1e-6
+
+
+def test_gradient_descent_trains_the_soft_lookup_and_never_moves_the_hard_one():
+    from xattn_edu.chapters.library_lookup.widget import SHELF
+
+    keys = np.array([book.key for book in SHELF])
+    values = np.array([book.colour for book in SHELF])
+    start = np.array([1.0, 0.3])  # aimed near Astronomy (book 0); the target is Poetry (book 3)
+    soft = learning.train_query(keys, values, 3, start, hard=False, steps=40)
+    hard = learning.train_query(keys, values, 3, start, hard=True, steps=40)
+    assert soft.losses[-1] < 0.05 * soft.losses[0] and soft.weights[-1].argmax() == 3
+    assert (soft.gradient_norms[:5] > 0).all()
+    np.testing.assert_array_equal(hard.queries, np.broadcast_to(start, hard.queries.shape))
+    np.testing.assert_array_equal(hard.gradient_norms, 0.0)
+    assert np.ptp(hard.losses) == 0.0 and hard.weights[-1].argmax() == 0
+    assert soft.weights.shape == (41, 5) and hard.losses.shape == (41,)

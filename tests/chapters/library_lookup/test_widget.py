@@ -23,7 +23,7 @@ def test_weights_are_a_distribution_and_the_retrieved_colour_is_their_blend(angl
 @pytest.mark.parametrize("book", SHELF, ids=lambda book: book.title)
 def test_pointing_a_long_query_at_a_book_makes_it_win(book):
     view = lookup_view(angle_of(book), 4.0)
-    assert view.winner == book.title
+    assert view.best == (book.title,)
     assert view.weights[view.titles.index(book.title)] > 0.5
 
 
@@ -37,6 +37,34 @@ def test_scale_zero_gives_uniform_weights_and_the_mean_colour():
     view = lookup_view(77.0, 0.0)
     np.testing.assert_allclose(view.weights, 1.0 / len(SHELF))
     np.testing.assert_allclose(view.retrieved, np.mean([book.colour for book in SHELF], axis=0))
+
+
+def test_a_zero_query_ties_every_score_and_names_no_winner():
+    view = lookup_view(77.0, 0.0)
+    assert view.best == view.titles
+    page = render_lookup_html(view)
+    assert "all scores tie" in page and "<b>" not in page
+
+
+def test_a_tie_between_two_books_is_named_as_a_tie():
+    # Astronomy (1.6, 0) and Botany (0.45, 1.4): equal scores for a query along their difference's normal
+    astronomy, botany = (np.array(book.key) for book in SHELF[:2])
+    normal = np.array([-(botany - astronomy)[1], (botany - astronomy)[0]])
+    direction = normal if normal @ astronomy > 0 else -normal
+    view = lookup_view(float(np.degrees(np.arctan2(direction[1], direction[0]))), 2.0)
+    assert view.best == ("Astronomy", "Botany")
+    assert "shared by Astronomy, Botany" in render_lookup_html(view)
+
+
+def test_draw_shelf_has_a_legend_for_every_value_colour_and_skips_the_zero_query():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xattn_edu.chapters.library_lookup.widget import draw_shelf
+
+    ax = draw_shelf(queries={"q1": np.array([1.0, 0.0]), "q0": np.zeros(2)})
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == [book.title for book in SHELF] + ["query"]
+    assert [text.get_text() for text in ax.texts if text.get_text()] == ["q1"]
 
 
 def test_html_lists_every_book_and_the_winner():

@@ -1,126 +1,115 @@
-"""Chapter 2 grading: the checks catch each classic mistake with its message, and grading outcomes are exact.
+"""Chapter 2 grading: the exercise declarations' verdicts and messages, then whole-notebook grading outcomes.
 
-The first part calls the checks of :mod:`xattn_edu.chapters.spotlight.checks` directly (fast) on the
-solution's functions (taken from ``solutions/02_spotlight.py``) and on broken variants. The second
-part autogrades whole notebooks with nbgrader (seconds each), so each mistake notebook carries one
-independent mistake per exercise and the test asserts every cell's score.
+The first part judges code directly with the declarations of :mod:`xattn_edu.chapters.spotlight.checks`
+(fast): the chapter's solution passes every cell on many seeds, the references pass their own hidden
+cases, calls to a reference fail, and each classic mistake loses exactly the cells it should, with its
+message; the masked softmax is also judged on its gradient. The slow tests autograde whole notebooks.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from tests.helpers.grading import grade, replace_solution, solution_notebook
+from tests.helpers.exercises import assert_loses_exactly, lost, outcomes, solution_functions, verdicts
+from tests.helpers.grading import grade, points_of, replace_solution, solution_notebook
 from xattn_edu.chapters.spotlight import checks as grading
 from xattn_edu.chapters.spotlight import reference as spotlight
+from xattn_edu.chapters.support.exercise import NotDone, Wrong
 from xattn_edu.nn import attention
 
 CHAPTER = "02_spotlight"
+EXERCISES = grading.EXERCISES
 POINTS = {
     "entropy_tests": 2,
     "entropy_zeros_tests": 1,
     "scaled_scores_tests": 2,
     "temperature_tests": 2,
     "temperature_extremes_tests": 1,
-    "masked_attention_tests": 2,
-    "masked_attention_mask_tests": 2,
-    "masked_attention_empty_tests": 1,
+    "jensen_tests": 1,
+    "padding_bound_tests": 1,
+    "masked_softmax_tests": 2,
+    "masked_softmax_empty_tests": 2,
 }
-CHECKS = {  # exercise -> (visible, hidden) check pairs, one per graded cell
-    "attention_entropy": [(grading.check_entropy, grading.check_entropy_hidden),
-                          (grading.check_entropy_zeros, grading.check_entropy_zeros_hidden)],
-    "scaled_scores": [(grading.check_scaled_scores, grading.check_scaled_scores_hidden)],
-    "temperature_softmax": [(grading.check_temperature, grading.check_temperature_hidden),
-                            (grading.check_temperature_extremes, grading.check_temperature_extremes_hidden)],
-    "masked_attention": [(grading.check_masked_attention, grading.check_masked_attention_hidden),
-                         (grading.check_masked_attention_mask, grading.check_masked_attention_mask_hidden),
-                         (grading.check_masked_attention_empty, grading.check_masked_attention_empty_hidden)],
+SEEDS = range(20)
+REFERENCES = {
+    "attention_entropy": spotlight.attention_entropy,
+    "scaled_scores": spotlight.scaled_scores,
+    "temperature_softmax": spotlight.temperature_softmax,
+    "masked_softmax": attention.masked_softmax,
 }
 
 
-@functools.cache
-def solution(name: str):
-    """The solution's function ``name``, executed from the chapter source's solution cells."""
-    namespace = {"np": np, "math": math, "torch": torch}
-    for cell in solution_notebook(CHAPTER).cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "").endswith("_solution"):
-            exec(cell.source, namespace)
-    return namespace[name]
+def solution(name):
+    return solution_functions(CHAPTER)[name]
 
 
-def outcomes(fn, exercise: str) -> list[str]:
-    """For each graded cell of ``exercise``: "ok", or the AssertionError message of the first failing check."""
-    results = []
-    for visible, hidden in CHECKS[exercise]:
-        try:
-            visible(fn)
-            hidden(fn)
-            results.append("ok")
-        except AssertionError as err:
-            results.append(str(err))
-    return results
+def test_every_graded_cell_is_declared_with_its_points():
+    assert points_of(CHAPTER) == POINTS
+    assert {exercise.grade_id for exercise in EXERCISES} == set(POINTS)
 
 
-# ----------------------------------------------------------------------------- the checks, called directly
-
-@pytest.mark.parametrize("exercise", CHECKS)
-def test_the_solution_passes_every_check(exercise, capsys):
-    assert outcomes(solution(exercise), exercise) == ["ok"] * len(CHECKS[exercise])
+@pytest.mark.parametrize("name", sorted({exercise.name for exercise in EXERCISES}))
+def test_the_solution_passes_every_cell_on_many_seeds(name, capsys):
+    assert lost(EXERCISES, name, solution(name), SEEDS) == {}
     assert capsys.readouterr().err == ""  # stderr in a test cell scores 0
 
+
+@pytest.mark.parametrize("exercise", list(EXERCISES), ids=lambda e: e.grade_id)
+def test_the_reference_passes_its_own_hidden_cases_on_many_seeds(exercise):
+    reference = REFERENCES.get(exercise.name, exercise.reference)
+    assert verdicts(EXERCISES, exercise.grade_id, reference, range(200), student=False) == ""
+
+
+# ----------------------------------------------------------------------------- references and library shortcuts
+
+def entropy_by_torch_library(weights):
+    return torch.special.entr(torch.as_tensor(weights)).sum(-1).numpy()
+
+
+def temperature_by_torch(scores, temperature):
+    if not temperature > 0:
+        raise ValueError("temperature must be positive")
+    return torch.softmax(torch.as_tensor(scores) / temperature, dim=-1).numpy()
+
+
+def masked_by_attention_weights(scores, mask=None):
+    eye = torch.eye(scores.shape[-1], dtype=scores.dtype)
+    return attention.attention_weights(scores.unsqueeze(-2) @ eye, eye, mask, scale=1.0).squeeze(-2)
+
+
+@pytest.mark.parametrize("name, fn, forbidden", [
+    *((name, fn, f"{fn.__module__}.{fn.__name__}") for name, fn in REFERENCES.items()),
+    ("attention_entropy", entropy_by_torch_library, "torch.special.entr"),
+    ("temperature_softmax", temperature_by_torch, "torch.softmax"),
+    ("masked_softmax", masked_by_attention_weights, "xattn_edu.nn.attention.attention_weights"),
+])
+def test_calling_a_reference_fails_every_cell_of_the_exercise(name, fn, forbidden):
+    messages = outcomes(EXERCISES, name, fn)
+    assert messages and all(f"calls the reference implementation `{forbidden}`" in m for m in messages.values()), \
+        messages
+
+
+# ----------------------------------------------------------------------------- mistakes, each losing its cells
 
 def entropy_log_of_zero(weights):
     return -np.sum(weights * np.log(weights), axis=-1)
 
 
 def entropy_in_bits(weights):
-    positive = weights > 0
-    return -np.sum(np.where(positive, weights * np.log2(np.where(positive, weights, 1.0)), 0.0), axis=-1)
+    return solution("attention_entropy")(weights) / math.log(2)
 
 
 def entropy_without_minus(weights):
     return -solution("attention_entropy")(weights)
 
 
-def entropy_with_axis_0(weights):
+def entropy_over_axis_0(weights):
     positive = weights > 0
     return -np.sum(np.where(positive, weights * np.log(np.where(positive, weights, 1.0)), 0.0), axis=0)
-
-
-def test_entropy_mistakes_lose_their_cell_with_a_message():
-    zeros = outcomes(entropy_log_of_zero, "attention_entropy")
-    assert zeros[0] == "ok" and "np.log(0) is -inf" in zeros[1]
-    assert all("log base 2" in message for message in outcomes(entropy_in_bits, "attention_entropy"))
-    assert "the sign is flipped" in outcomes(entropy_without_minus, "attention_entropy")[0]
-    assert "summed over axis 0 instead of the last axis" in outcomes(entropy_with_axis_0, "attention_entropy")[0]
-
-
-def scores_unscaled(query, keys):
-    return query @ keys.T
-
-
-def scores_over_d(query, keys):
-    return query @ keys.T / keys.shape[-1]
-
-
-def scores_over_sqrt_n(query, keys):
-    return query @ keys.T / np.sqrt(keys.shape[0])
-
-
-@pytest.mark.parametrize("fn, phrase", [
-    (scores_unscaled, "raw dot products: divide them by sqrt(d)"),
-    (scores_over_d, "divided by d = 4; divide by its square root"),
-    (scores_over_sqrt_n, "divided by sqrt(n) = sqrt(3) (the number of keys)"),
-])
-def test_scale_mistakes_are_named(fn, phrase):
-    [message] = outcomes(fn, "scaled_scores")
-    assert phrase in message
 
 
 def temperature_without_max(scores, temperature):
@@ -131,8 +120,6 @@ def temperature_without_max(scores, temperature):
 
 
 def temperature_multiplied(scores, temperature):
-    if not temperature > 0:
-        raise ValueError("temperature must be positive")
     return solution("temperature_softmax")(scores * temperature * temperature, temperature)
 
 
@@ -142,100 +129,114 @@ def temperature_unchecked(scores, temperature):
     return exps / np.sum(exps, axis=-1, keepdims=True)
 
 
-def test_temperature_mistakes_lose_their_cell_with_a_message():
-    overflow = outcomes(temperature_without_max, "temperature_softmax")
-    assert overflow[0] == "ok" and "np.exp overflows" in overflow[1]
-    assert "multiplied by the temperature" in outcomes(temperature_multiplied, "temperature_softmax")[0]
-    unchecked = outcomes(temperature_unchecked, "temperature_softmax")
-    assert "should raise ValueError" in unchecked[0] and unchecked[1] == "ok"
-
-
-def attention_mask_after_softmax(query, keys, values, mask=None):
-    weights = torch.softmax(query @ keys.transpose(-2, -1) / math.sqrt(query.shape[-1]), dim=-1)
-    if mask is not None:
-        weights = weights * mask
-    return weights @ values, weights
-
-
-def attention_nan_rows(query, keys, values, mask=None):
-    scores = query @ keys.transpose(-2, -1) / math.sqrt(query.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+def masked_after_softmax(scores, mask=None):
     weights = torch.softmax(scores, dim=-1)
-    return weights @ values, weights
+    return weights if mask is None else weights * mask
 
 
-def attention_mask_ignored(query, keys, values, mask=None):
-    return solution("masked_attention")(query, keys, values, None)
+def masked_nan_rows(scores, mask=None):
+    return torch.softmax(scores if mask is None else scores.masked_fill(~mask, float("-inf")), dim=-1)
 
 
-def attention_mask_inverted(query, keys, values, mask=None):
-    return solution("masked_attention")(query, keys, values, None if mask is None else ~mask)
+def masked_large_negative(scores, mask=None):
+    return torch.softmax(scores if mask is None else scores.masked_fill(~mask, -1e9), dim=-1)
 
 
-def attention_unscaled(query, keys, values, mask=None):
-    return solution("masked_attention")(query * math.sqrt(query.shape[-1]), keys, values, mask)
+def masked_additive_nan_to_num(scores, mask=None):
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    additive = torch.zeros(mask.shape, dtype=scores.dtype).masked_fill(~mask, float("-inf"))
+    return torch.nan_to_num(torch.softmax(scores + additive, dim=-1), nan=0.0)
 
 
-def attention_numpy_output(query, keys, values, mask=None):
-    output, weights = solution("masked_attention")(query, keys, values, mask)
-    return output.numpy(), weights
+def masked_ignored(scores, mask=None):
+    return torch.softmax(scores, dim=-1)
 
 
-def test_masking_mistakes_lose_exactly_their_cells_with_a_message():
-    after = outcomes(attention_mask_after_softmax, "masked_attention")
-    assert after[0] == "ok" and after[2] == "ok"
-    assert "the mask is applied after the softmax" in after[1]
-    nan_rows = outcomes(attention_nan_rows, "masked_attention")
-    assert nan_rows[:2] == ["ok", "ok"] and "softmax of all -inf is 0/0 = nan" in nan_rows[2]
-    ignored = outcomes(attention_mask_ignored, "masked_attention")
-    assert ignored[0] == "ok" and "the mask is ignored" in ignored[1] and "must get weights 0" in ignored[2]
-    assert "the mask is inverted" in outcomes(attention_mask_inverted, "masked_attention")[1]
-    unscaled = outcomes(attention_unscaled, "masked_attention")
-    assert all("not divided by sqrt(d) = sqrt(" in message for message in unscaled[:2])
-    assert "should be a torch tensor" in outcomes(attention_numpy_output, "masked_attention")[0]
+def masked_inverted(scores, mask=None):
+    return solution("masked_softmax")(scores, None if mask is None else ~mask)
 
 
-def entropy_by_reference(weights):
-    return spotlight.attention_entropy(weights)
+def masked_numpy(scores, mask=None):
+    return solution("masked_softmax")(scores, mask).detach().numpy()
 
 
-def entropy_by_torch_library(weights):
-    return torch.special.entr(torch.as_tensor(weights)).sum(-1).numpy()
+def masked_detached(scores, mask=None):
+    return solution("masked_softmax")(scores.detach(), mask)
 
 
-def scores_by_reference(query, keys):
-    from xattn_edu.chapters.spotlight.reference import scaled_scores as shortcut
-
-    return shortcut(query, keys)
-
-
-def temperature_by_torch(scores, temperature):
-    if not temperature > 0:
-        raise ValueError("temperature must be positive")
-    return torch.softmax(torch.as_tensor(scores) / temperature, dim=-1).numpy()
+def masked_detached_normaliser(scores, mask=None):
+    """Right weights, wrong gradient: the normaliser is treated as a constant."""
+    exps = torch.exp(scores - scores.max(dim=-1, keepdim=True).values.detach())
+    if mask is not None:
+        exps = exps * mask
+    total = exps.sum(dim=-1, keepdim=True).detach()
+    return torch.where(total > 0, exps / torch.where(total > 0, total, 1.0), 0.0)
 
 
-def attention_by_reference(query, keys, values, mask=None):
-    return attention.scaled_dot_product_attention(query, keys, values, mask, return_weights=True)
+MISTAKES = [  # (student's name, wrong code, {cell it loses: a fragment of its message})
+    ("attention_entropy", entropy_log_of_zero, {"entropy_zeros_tests": "np.log(0) is -inf"}),
+    ("attention_entropy", entropy_in_bits, {"entropy_tests": "log base 2", "entropy_zeros_tests": "log base 2"}),
+    ("attention_entropy", entropy_without_minus, {"entropy_tests": "the sign is flipped",
+                                                  "entropy_zeros_tests": "the sign is flipped"}),
+    ("attention_entropy", entropy_over_axis_0, {"entropy_tests": "summed over axis 0 instead of the last axis",
+                                                "entropy_zeros_tests": "summed over axis 0 instead of the last"}),
+    ("scaled_scores", lambda query, keys: query @ keys.T, {"scaled_scores_tests": "raw dot products"}),
+    ("scaled_scores", lambda query, keys: query @ keys.T / keys.shape[-1], {"scaled_scores_tests": "divided by d = 4"}),
+    ("scaled_scores", lambda query, keys: query @ keys.T / np.sqrt(keys.shape[0]),
+     {"scaled_scores_tests": "divided by sqrt(n) = sqrt(3) (the number of keys)"}),
+    ("temperature_softmax", temperature_without_max, {"temperature_extremes_tests": "np.exp overflows"}),
+    ("temperature_softmax", temperature_multiplied, {"temperature_tests": "multiplied by the temperature",
+                                                     "temperature_extremes_tests": "multiplied by the temperature"}),
+    ("temperature_softmax", temperature_unchecked, {"temperature_tests": "should raise ValueError"}),
+    ("mean_of_x", 5.0, {"jensen_tests": "never drawn"}),
+    ("mean_of_x", 1.0, {"jensen_tests": "sum of the weights"}),
+    ("mean_of_x", math.log(3), {"jensen_tests": "log E[X], the bound itself"}),
+    ("padding_bound", math.log(10), {"padding_bound_tests": "padding keys get weight 0"}),
+    ("padding_bound", 6, {"padding_bound_tests": "that is n+ itself"}),
+    ("padding_bound", math.log2(6), {"padding_bound_tests": "in bits"}),
+    ("masked_softmax", masked_after_softmax, {"masked_softmax_tests": "applied after the softmax",
+                                              "masked_softmax_empty_tests": "applied after the softmax"}),
+    ("masked_softmax", masked_nan_rows, {"masked_softmax_empty_tests": "0/0 = nan"}),
+    ("masked_softmax", masked_large_negative, {"masked_softmax_empty_tests": "uniform weights"}),
+    ("masked_softmax", masked_additive_nan_to_num, {"masked_softmax_empty_tests": "nan_to_num only hides it"}),
+    ("masked_softmax", masked_ignored, {"masked_softmax_tests": "the mask is ignored",
+                                        "masked_softmax_empty_tests": "the mask is ignored"}),
+    ("masked_softmax", masked_inverted, {"masked_softmax_tests": "the mask is inverted",
+                                         "masked_softmax_empty_tests": "the mask is inverted"}),
+    ("masked_softmax", masked_numpy, {"masked_softmax_tests": "carries gradients back to scores",
+                                      "masked_softmax_empty_tests": "carries gradients back to scores"}),
+    ("masked_softmax", masked_detached, {"masked_softmax_tests": "carries gradients back to scores",
+                                         "masked_softmax_empty_tests": "carries gradients back to scores"}),
+    ("masked_softmax", masked_detached_normaliser, {"masked_softmax_tests": "do not depend on the scores",
+                                                    "masked_softmax_empty_tests": "do not depend on the scores"}),
+]
 
 
-def attention_by_fused_kernel(query, keys, values, mask=None):
-    weights = solution("masked_attention")(query, keys, values, mask)[1]
-    return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask), weights
+@pytest.mark.parametrize("name, fn, expected", MISTAKES)
+def test_each_classic_mistake_loses_exactly_its_cells_with_its_message(name, fn, expected):
+    assert_loses_exactly(EXERCISES, name, fn, expected)
 
 
-@pytest.mark.parametrize("fn, exercise, forbidden", [
-    (entropy_by_reference, "attention_entropy", "xattn_edu.chapters.spotlight.reference.attention_entropy"),
-    (entropy_by_torch_library, "attention_entropy", "torch.special.entr"),
-    (scores_by_reference, "scaled_scores", "xattn_edu.chapters.spotlight.reference.scaled_scores"),
-    (temperature_by_torch, "temperature_softmax", "torch.softmax"),
-    (attention_by_reference, "masked_attention", "xattn_edu.nn.attention.scaled_dot_product_attention"),
-    (attention_by_fused_kernel, "masked_attention", "torch.nn.functional.scaled_dot_product_attention"),
-])
-def test_calling_a_reference_fails_every_cell_of_the_exercise(fn, exercise, forbidden):
-    for message in outcomes(fn, exercise):
-        assert f"calls the reference implementation `{forbidden}`" in message
+def test_an_additive_mask_with_nan_to_num_passes_the_forward_checks_and_fails_only_on_the_gradient():
+    exercise = EXERCISES["masked_softmax_empty_tests"]
+    for case in exercise.visible():
+        (weights, gradients), (expected_weights, _) = (exercise.result_of(masked_additive_nan_to_num, case),
+                                                      exercise.expected(case))
+        np.testing.assert_allclose(weights, expected_weights, atol=1e-12)  # the forward pass is right
+        assert np.isnan(gradients["scores"]).any()
+    with pytest.raises(Wrong, match="gradient that .* passes back to the scores contains nan"):
+        grading.check("masked_softmax_empty_tests", masked_additive_nan_to_num)
+
+
+def test_unfinished_exercises_and_unanswered_questions_say_so_in_one_line():
+    def stub(scores, mask=None):
+        raise NotImplementedError()
+
+    with pytest.raises(NotDone, match=r"^Exercise 5 \(masks\) is not done yet"):
+        grading.check("masked_softmax_tests", stub)
+    with pytest.raises(NotDone, match=r"^Exercise 4 \(the bound with padding\) is not done yet"):
+        grading.check("padding_bound_tests", None)
 
 
 # ----------------------------------------------------------------------------- whole notebooks, autograded
@@ -254,43 +255,40 @@ def test_classic_mistakes_lose_exactly_their_points(tmp_path):
         exps = np.exp(scores / temperature)
         return exps / np.sum(exps, axis=-1, keepdims=True)
     """)
-    # the mask applied after the softmax: masked keys are 0 but the rows no longer sum to 1
-    notebook = replace_solution(notebook, "masked_attention_solution", """
-        weights = torch.softmax(query @ keys.transpose(-2, -1) / math.sqrt(query.shape[-1]), dim=-1)
-        if mask is not None:
-            weights = weights * mask
-        return weights @ values, weights
+    # the zero weights counted in E[X]; the padding bound right
+    notebook = replace_solution(notebook, "bound_answers", "mean_of_x = 5.0\npadding_bound = math.log(6)")
+    # an additive -inf mask and nan_to_num: right weights, nan gradient for a row that sees nothing
+    notebook = replace_solution(notebook, "masked_softmax_solution", """
+        if mask is None:
+            return torch.softmax(scores, dim=-1)
+        additive = torch.zeros(mask.shape, dtype=scores.dtype).masked_fill(~mask, float("-inf"))
+        return torch.nan_to_num(torch.softmax(scores + additive, dim=-1), nan=0.0)
     """)
     report = grade(notebook, CHAPTER, tmp_path)
     scores = {e.grade_id: e.score for e in report.exercises}
     assert scores == {**POINTS, "entropy_zeros_tests": 0, "scaled_scores_tests": 0, "temperature_extremes_tests": 0,
-                      "masked_attention_mask_tests": 0}
+                      "jensen_tests": 0, "masked_softmax_empty_tests": 0}, report.table()
     reasons = {e.grade_id: e.reason for e in report.exercises}
     assert "np.log(0) is -inf" in reasons["entropy_zeros_tests"]
     assert "raw dot products" in reasons["scaled_scores_tests"]
     assert "np.exp overflows" in reasons["temperature_extremes_tests"]
-    assert "applied after the softmax" in reasons["masked_attention_mask_tests"]
+    assert "never drawn" in reasons["jensen_tests"]
+    assert "nan_to_num only hides it" in reasons["masked_softmax_empty_tests"]
 
 
 @pytest.mark.slow
 def test_solutions_that_call_the_references_score_zero_on_those_exercises(tmp_path):
     notebook = solution_notebook(CHAPTER)
-    notebook = replace_solution(notebook, "entropy_solution", """
-        from xattn_edu.chapters.spotlight.reference import attention_entropy as shortcut
-        return shortcut(weights)
-    """)
-    notebook = replace_solution(notebook, "scaled_scores_solution", """
-        import importlib
-        return getattr(importlib.import_module("xattn_edu.chapters.spotlight.reference"), "scaled_scores")(query, keys)
-    """)
+    notebook = replace_solution(notebook, "entropy_solution", "return reference.attention_entropy(weights)")
+    notebook = replace_solution(notebook, "scaled_scores_solution", "return reference.scaled_scores(query, keys)")
     notebook = replace_solution(notebook, "temperature_solution", """
         if not temperature > 0:
             raise ValueError("temperature must be positive")
         return torch.softmax(torch.as_tensor(scores) / temperature, dim=-1).numpy()
     """)
-    notebook = replace_solution(notebook, "masked_attention_solution", """
-        return attention.scaled_dot_product_attention(query, keys, values, mask, return_weights=True)
-    """)
+    notebook = replace_solution(notebook, "masked_softmax_solution", "return reference_masked_softmax(scores, mask)")
     report = grade(notebook, CHAPTER, tmp_path)
-    assert {e.grade_id: e.score for e in report.exercises} == {grade_id: 0 for grade_id in POINTS}
-    assert all("calls the reference implementation" in e.reason for e in report.exercises)
+    called = {"entropy_tests", "entropy_zeros_tests", "scaled_scores_tests", "temperature_tests",
+              "temperature_extremes_tests", "masked_softmax_tests", "masked_softmax_empty_tests"}
+    assert {e.grade_id: e.score for e in report.exercises} == {g: 0 if g in called else p for g, p in POINTS.items()}
+    assert all("calls the reference implementation" in e.reason for e in report.exercises if e.grade_id in called)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from xattn_edu.chapters.spotlight import entropy, scaling
+from xattn_edu.chapters.spotlight import entropy, learning, masking, scaling
 
 
 def test_dot_product_variance_grows_like_d_and_the_scale_removes_it():
@@ -15,6 +15,7 @@ def test_dot_product_variance_grows_like_d_and_the_scale_removes_it():
         assert row.samples == 20_000
         assert row.variance / row.dim == pytest.approx(1.0, abs=0.1)
         assert row.scaled_variance == pytest.approx(1.0, abs=0.1)
+        assert row.over_d_variance * row.dim == pytest.approx(1.0, abs=0.1)
         assert abs(row.mean) < 5 * math.sqrt(row.dim / row.samples) + 1e-9
 
 
@@ -65,7 +66,39 @@ def test_entropy_falls_as_the_query_turns_towards_a_key():
     assert rows[-1].mean_target_weight > 0.9
 
 
-def test_entropy_bounds_hold_on_random_distributions():
+def test_entropy_bounds_hold_with_at_least_two_visible_keys_and_come_close_to_both():
     result = entropy.measure_bounds(cases=500)
     assert result.cases == 500 and result.violations == 0 and result.nan_count == 0
-    assert result.min_entropy >= 0.0 and result.max_entropy_excess <= 1e-12
+    assert result.min_visible == 2
+    assert 0.0 < result.smallest_entropy and result.smallest_fraction < 1e-3  # near 0, never exactly 0
+    assert 0.999 < result.largest_fraction <= 1.0 + 1e-12
+
+
+def test_raw_scores_of_wide_vectors_stall_learning_and_scaled_ones_learn():
+    raw = learning.train_fetch(dim=256, scaled=False, steps=60)
+    scaled = learning.train_fetch(dim=256, scaled=True, steps=60)
+    assert scaled.target_weight[0] < 0.5 < 0.9 < scaled.target_weight[-1]
+    assert raw.target_weight[-1] < 1e-6 and raw.gradient_norms.max() < 1e-6 < scaled.gradient_norms[0]
+    assert raw.losses.shape == scaled.losses.shape == (61,)
+    narrow = learning.train_fetch(dim=4, scaled=False, steps=60)  # at small d the raw scores are fine
+    assert narrow.target_weight[-1] > 0.5
+
+
+def test_only_the_course_convention_gives_zero_weights_and_a_finite_gradient_to_an_empty_row():
+    scores = torch.randn(2, 4, dtype=torch.float64)
+    mask = torch.tensor([[True, False, True, True], [False, False, False, False]])
+    rows = {row.name: row for row in masking.compare_conventions(scores, mask)}
+    assert list(rows) == list(masking.CONVENTIONS)
+    plain = rows["-inf, plain softmax"]
+    assert torch.isnan(torch.from_numpy(plain.empty_weights)).all()
+    assert not plain.loss_finite and not plain.gradient_finite
+    uniform = rows["-1e9 fill"]
+    assert uniform.empty_weights.tolist() == [0.25] * 4 and uniform.loss_finite and uniform.gradient_finite
+    additive = rows["+(-inf), nan_to_num"]
+    assert additive.empty_weights.tolist() == [0.0] * 4 and additive.loss_finite and not additive.gradient_finite
+    assert torch.isnan(torch.from_numpy(additive.empty_gradient)).all()
+    course = rows["masked_softmax (course)"]
+    assert course.empty_weights.tolist() == [0.0] * 4 and course.loss_finite and course.gradient_finite
+    assert course.empty_gradient.tolist() == [0.0] * 4
+    with pytest.raises(ValueError, match="no fully masked row"):
+        masking.compare_conventions(scores, torch.ones(2, 4, dtype=torch.bool))

@@ -72,6 +72,7 @@ def test_the_widget_output_follows_every_control():
     temperature, width, scale, output = box.children
     assert "xattn-slider" in temperature._dom_classes and "xattn-slider" in width._dom_classes
     assert "xattn-live-output" in output._dom_classes
+    assert temperature.style.description_width == width.style.description_width == "initial"  # labels not cut
     start = output.value
     temperature.value = 10.0**temperature.min  # FloatLogSlider: min and max are exponents of 10
     cold = output.value

@@ -151,6 +151,6 @@ def test_the_verifier_process_speaks_json_lines(monkeypatch):
 
 
 def test_encoded_results_are_json(monkeypatch):
-    record = recorded("orthogonal_impossible_tests", lambda keys, rng: np.zeros(keys.shape[1]), 5, monkeypatch)
+    record = recorded("relevance_tests", lambda query, keys: np.zeros(len(keys)), 5, monkeypatch)
     json.dumps(record)
-    assert record["results"][0] == encode(np.zeros(3))
+    assert record["results"][0] == encode(np.zeros(4))

@@ -10,10 +10,13 @@ same declarations. Each exercise and the mistake it is built to catch:
   queries (a transposed result is named);
 * ``softmax_tests``: the axis, shapes, rows sum to 1; ``softmax_stability_tests``: the max
   subtraction, per row (a global max is caught), and ``-inf`` giving exactly 0;
+* ``zero_score_tests``: a question answered with a number, the weight of a book scored 0 next to a book
+  scored 2 (the uniform share and "weight 0" are named: only differences between scores matter);
 * ``soft_lookup_tests`` / ``soft_lookup_batch_tests``: weights from the softmax of the scores, the
   output as the weighted average (raw scores, the plain mean and the wrong axis are named);
-* ``orthogonal_query_tests``: a nonzero query orthogonal to every key, which gives uniform weights
-  and the mean value; ``orthogonal_impossible_tests``: ``ValueError`` when the keys span the space.
+* ``equal_scores_tests``: a query whose scores all equal a level c != 0 (solving ``keys @ q = c 1``),
+  which gives uniform weights and the mean value; ``orthogonal_query_tests``: the case c = 0, a nonzero
+  query orthogonal to every key; ``no_equal_scores_tests``: ``ValueError`` when no such query exists.
 """
 
 from __future__ import annotations
@@ -30,9 +33,18 @@ from xattn_edu.chapters.support.checks import (
     assert_finite,
     assert_rows_sum_to_one,
     assert_shape,
+    number_judge,
     wrong_axis_mistakes,
 )
-from xattn_edu.chapters.support.exercise import Case, Exercise, Exercises, Wrong, expect_raise, expect_value
+from xattn_edu.chapters.support.exercise import (
+    Case,
+    Exercise,
+    Exercises,
+    Wrong,
+    answer,
+    expect_raise,
+    expect_value,
+)
 
 OVERFLOW_HINT = (
     "np.exp overflows above about 709 (and every exp underflows to 0 below about -745): subtract the "
@@ -135,6 +147,32 @@ SOFTMAX_STABILITY = Exercise(
 )
 
 
+# ----------------------------------------------------------------------------- a score of 0
+
+ZERO_SCORE_SCORES = np.array([2.0, 0.0, 0.0])
+"""The question's scores: one book scored 2, two books scored 0."""
+
+
+_ZERO_SCORE_WEIGHTS = ref.softmax(ZERO_SCORE_SCORES)
+
+ZERO_SCORE = Exercise(
+    grade_id="zero_score_tests", title="Exercise 3 (a score of 0)", name="zero_score_weight",
+    reference=float(_ZERO_SCORE_WEIGHTS[1]), run=answer,
+    judge=number_judge({
+        1 / 3: "1/3 is the uniform share: a score of 0 is not neutral. Softmax only sees differences, and these "
+               "books are 2 below the first one.",
+        0.0: "a score of 0 does not mean weight 0: e^0 = 1, so the book keeps a share of the light.",
+        float(_ZERO_SCORE_WEIGHTS[0]): "that is the weight of the book scored 2; the question asks for one of the "
+                                       "books scored 0.",
+        float(2 * _ZERO_SCORE_WEIGHTS[1]): "that is the weight of both books scored 0 together; the question asks "
+                                           "for one of them.",
+    }, "Write the softmax of (2, 0, 0) by hand: e^0 / (e^2 + e^0 + e^0)."),
+    passed="right: a book scored 0 gets less than the uniform share 1/3, because another book scored higher",
+    visible=lambda: [Case("`zero_score_weight`")],
+    hidden=lambda rng: [],
+)
+
+
 # ----------------------------------------------------------------------------- soft_lookup
 
 def _lookup(query: np.ndarray, keys: np.ndarray, values: np.ndarray) -> Case:
@@ -166,7 +204,7 @@ def _judge_lookup(case: Case, got: Any, expected: tuple[np.ndarray, np.ndarray])
 
 
 SOFT_LOOKUP = Exercise(
-    grade_id="soft_lookup_tests", title="Exercise 3 (one query)", name="soft_lookup",
+    grade_id="soft_lookup_tests", title="Exercise 4 (one query)", name="soft_lookup",
     reference=ref.soft_lookup, judge=_judge_lookup, passed="one query gets the right weights and output",
     visible=lambda: [_lookup(np.array([2.0, 0.5]), SHELF_KEYS, SHELF_VALUES),
                      _lookup(*_normal(np.random.default_rng(3), (4,), (6, 4), (6, 3)))],
@@ -175,7 +213,7 @@ SOFT_LOOKUP = Exercise(
                         _lookup(4 * rng.standard_normal(8), *_normal(rng, (5, 8), (5, 1)))],
 )
 SOFT_LOOKUP_BATCH = Exercise(
-    grade_id="soft_lookup_batch_tests", title="Exercise 3 (a batch of queries)", name="soft_lookup",
+    grade_id="soft_lookup_batch_tests", title="Exercise 4 (a batch of queries)", name="soft_lookup",
     reference=ref.soft_lookup, judge=_judge_lookup, passed="a batch of queries gets one row of weights per query",
     visible=lambda: [_lookup(np.array([[2.0, 0.5], [0.0, -1.0], [0.0, 0.0]]), SHELF_KEYS, SHELF_VALUES),
                      _lookup(*_normal(np.random.default_rng(4), (5, 4), (6, 4), (6, 3)))],
@@ -185,27 +223,42 @@ SOFT_LOOKUP_BATCH = Exercise(
 )
 
 
-# ----------------------------------------------------------------------------- orthogonal_query
+# ----------------------------------------------------------------------------- equal_score_query
 
-def _orthogonal(keys: np.ndarray, seed: int) -> Case:
-    return Case(f"`orthogonal_query(keys, rng)` with keys {keys.shape}", (keys, np.random.default_rng(seed)))
+def _equal(keys: np.ndarray, level: float) -> Case:
+    return Case(f"`equal_score_query(keys, {level:g})` with keys {keys.shape}", (keys, level))
 
 
-def _judge_orthogonal(case: Case, got: Any, expected: None) -> None:
-    keys = case.args[0]
+def _judge_equal(case: Case, got: Any, expected: None) -> None:
+    keys, level = case.args
     query = as_array(expect_value(got, case, "a query vector"), case.label)
     assert_shape(query, (keys.shape[1],), case.label, "The query lives in the same d-dimensional space as the keys.")
     assert_finite(query, case.label)
     norm = float(np.linalg.norm(query))
     if norm == 0.0:
-        raise Wrong(f"{case.label} returned the zero vector: it is orthogonal to everything but asks nothing. "
-                    "Return a nonzero vector (e.g. scale it to length 1).")
-    cosines = np.abs(keys @ query) / (np.linalg.norm(keys, axis=1) * norm + 1e-300)
-    worst = int(np.argmax(cosines))
-    if cosines[worst] > 1e-8:
-        raise Wrong(f"{case.label} is not orthogonal to key {worst}: |cos| = {cosines[worst]:.3g} (should be 0 up "
-                    "to rounding). Remove from a random vector its component along every key direction, e.g. with "
-                    "an orthonormal basis of the keys (np.linalg.qr or svd).")
+        raise Wrong(f"{case.label} returned the zero vector: its scores are all 0, but it asks nothing. Return a "
+                    "nonzero query (a direction no key uses, e.g. from np.linalg.svd)." if level == 0 else
+                    f"{case.label} returned the zero vector, whose scores are 0, not {level:g}.")
+    scores = keys @ query
+    if level == 0:
+        cosines = np.abs(scores) / (np.linalg.norm(keys, axis=1) * norm + 1e-300)
+        worst = int(np.argmax(cosines))
+        if cosines[worst] > 1e-8:
+            raise Wrong(f"{case.label} is not orthogonal to key {worst}: |cos| = {cosines[worst]:.3g} (should be 0 "
+                        "up to rounding). Take a direction of the null space of the keys: the rows of vt after the "
+                        "first `rank` ones, from np.linalg.svd(keys).")
+    else:
+        tolerance = 1e-7 * (abs(level) + np.linalg.norm(keys, axis=1).max() * norm)
+        worst = int(np.argmax(np.abs(scores - level)))
+        if abs(scores[worst] - level) > tolerance:
+            if np.abs(scores).max() <= tolerance:
+                raise Wrong(f"{case.label}: your query is orthogonal to every key (all scores 0); for the level "
+                            f"{level:g} solve keys @ q = {level:g} * np.ones(n) instead.")
+            if np.ptp(scores) <= tolerance:
+                raise Wrong(f"{case.label}: the scores are all equal, so the weights are uniform, but they are "
+                            f"{scores[0]:.4g}, not {level:g}. Do not rescale the solution of keys @ q = level * 1.")
+            raise Wrong(f"{case.label}: key {worst} gets the score {scores[worst]:.4g}, not {level:g}. Solve "
+                        "keys @ q = level * np.ones(n), e.g. with np.linalg.lstsq.")
     values = np.random.default_rng(keys.shape[0]).standard_normal((keys.shape[0], 3))
     out, weights = ref.soft_lookup(query, keys, values)
     n = keys.shape[0]
@@ -215,31 +268,47 @@ def _judge_orthogonal(case: Case, got: Any, expected: None) -> None:
 
 
 def _judge_impossible(case: Case, got: Any, expected: None) -> None:
-    n, d = case.args[0].shape
-    expect_raise(got, case, "ValueError", f"these {n} keys span all {d} dimensions, so only the zero vector is "
-                                          "orthogonal to all of them")
+    keys, level = case.args
+    n, d = keys.shape
+    why = (f"these {n} keys span all {d} dimensions, so only the zero vector is orthogonal to all of them"
+           if level == 0 else f"the {n} equations keys @ q = {level:g} have no common solution in {d} dimensions "
+                               "(check keys @ q against the level after solving)")
+    expect_raise(got, case, "ValueError", why)
 
 
+EQUAL_SCORES = Exercise(
+    grade_id="equal_scores_tests", title="Exercise 5 (equal scores, c != 0)", name="equal_score_query",
+    judge=_judge_equal, passed="every score equals the level: uniform weights and the mean of the values",
+    visible=lambda: [_equal(np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.0, 1.0, 1.0]]), 1.0),
+                     _equal(np.random.default_rng(5).standard_normal((4, 4)), 1.5),
+                     _equal(np.random.default_rng(6).standard_normal((2, 5)), -1.0)],
+    hidden=lambda rng: [_equal(rng.standard_normal((8, 8)), 0.7),  # n = d: the unique solution
+                        _equal(rng.standard_normal((1, 3)), -3.0),  # a single key
+                        _equal(rng.standard_normal((5, 9)), 2.0),  # n < d: many solutions, any one will do
+                        _equal(1000 * rng.standard_normal((3, 3)), 0.01)],  # long keys, a small level
+)
 ORTHOGONAL = Exercise(
-    grade_id="orthogonal_query_tests", title="Exercise 4 (an orthogonal query)", name="orthogonal_query",
-    judge=_judge_orthogonal, passed="nonzero, orthogonal, uniform weights, output = mean of the values",
-    visible=lambda: [_orthogonal(np.random.default_rng(5).standard_normal((3, 5)), 50),
-                     _orthogonal(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), 51)],
-    hidden=lambda rng: [_orthogonal(rng.standard_normal((1, 3)), 70),  # a single key
-                        _orthogonal(rng.standard_normal((5, 6)), 71),  # n = d - 1: a one-dimensional answer
-                        _orthogonal(rng.standard_normal((7, 3)) @ rng.standard_normal((3, 5)), 72),  # n > d, rank 3
-                        _orthogonal(1000 * rng.standard_normal((2, 4)), 73)],  # long keys
+    grade_id="orthogonal_query_tests", title="Exercise 5 (equal scores of 0: an orthogonal query)",
+    name="equal_score_query", judge=_judge_equal, passed="nonzero, orthogonal to every key, uniform weights",
+    visible=lambda: [_equal(np.random.default_rng(7).standard_normal((3, 5)), 0.0),
+                     _equal(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), 0.0)],
+    hidden=lambda rng: [_equal(rng.standard_normal((1, 3)), 0.0),  # a single key
+                        _equal(rng.standard_normal((5, 6)), 0.0),  # n = d - 1: a one-dimensional answer
+                        _equal(rng.standard_normal((7, 3)) @ rng.standard_normal((3, 5)), 0.0),  # n > d, rank 3
+                        _equal(1000 * rng.standard_normal((2, 4)), 0.0)],  # long keys
 )
-ORTHOGONAL_IMPOSSIBLE = Exercise(
-    grade_id="orthogonal_impossible_tests", title="Exercise 4 (keys that span the space)", name="orthogonal_query",
-    judge=_judge_impossible, passed="raises ValueError when the keys span the space",
-    visible=lambda: [_orthogonal(np.eye(3), 0)],
-    hidden=lambda rng: [_orthogonal(rng.standard_normal((4, 4)), 0),
-                        _orthogonal(rng.standard_normal((6, 3)), 0),  # more keys than dimensions
-                        _orthogonal(2 * np.eye(2) + 0.1 * rng.standard_normal((2, 2)), 0)],
+NO_EQUAL_SCORES = Exercise(
+    grade_id="no_equal_scores_tests", title="Exercise 5 (when no such query exists)", name="equal_score_query",
+    judge=_judge_impossible, passed="raises ValueError when no nonzero query ties the scores",
+    visible=lambda: [_equal(np.eye(3), 0.0),
+                     _equal(np.random.default_rng(8).standard_normal((4, 3)), 1.0)],
+    hidden=lambda rng: [_equal(rng.standard_normal((4, 4)), 0.0),  # n = d: orthogonal is impossible
+                        _equal(rng.standard_normal((6, 3)), 0.0),  # more keys than dimensions
+                        _equal(rng.standard_normal((7, 6)), -2.0),  # n = d + 1
+                        _equal(2 * np.eye(2) + 0.1 * rng.standard_normal((2, 2)), 0.0)],
 )
 
-EXERCISES = Exercises("01_library_lookup", [RELEVANCE, RELEVANCE_BATCH, SOFTMAX, SOFTMAX_STABILITY, SOFT_LOOKUP,
-                                            SOFT_LOOKUP_BATCH, ORTHOGONAL, ORTHOGONAL_IMPOSSIBLE])
+EXERCISES = Exercises("01_library_lookup", [RELEVANCE, RELEVANCE_BATCH, SOFTMAX, SOFTMAX_STABILITY, ZERO_SCORE,
+                                            SOFT_LOOKUP, SOFT_LOOKUP_BATCH, EQUAL_SCORES, ORTHOGONAL, NO_EQUAL_SCORES])
 check = EXERCISES.check
 record = EXERCISES.record

@@ -12,20 +12,23 @@ from __future__ import annotations
 import numpy as np
 
 
-def project(items: np.ndarray, w_query: np.ndarray, w_key: np.ndarray, w_value: np.ndarray):
-    """Queries, keys and values as three learned views of the same items.
+def project(query_items: np.ndarray, memory_items: np.ndarray, w_query: np.ndarray, w_key: np.ndarray,
+            w_value: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Queries from one set of items, keys and values from another: the three learned views of cross-attention.
 
     Args:
-        items: (n, D) item embeddings, one row per item.
+        query_items: (Tq, D) the items that ask (e.g. the words written so far), one row per item.
+        memory_items: (n, D) the items that are read (e.g. the source sentence), one row per item.
         w_query: (D, d) query projection.
         w_key: (D, d) key projection.
         w_value: (D, d_v) value projection.
 
     Returns:
-        ``(queries, keys, values)`` of shapes (n, d), (n, d), (n, d_v).
+        ``(queries, keys, values)`` of shapes (Tq, d), (n, d), (n, d_v). Self-attention is the special
+        case ``query_items is memory_items``.
     """
-    items = np.asarray(items, dtype=float)
-    return items @ w_query, items @ w_key, items @ w_value
+    query_items, memory_items = np.asarray(query_items, dtype=float), np.asarray(memory_items, dtype=float)
+    return query_items @ w_query, memory_items @ w_key, memory_items @ w_value
 
 
 def relevance_scores(query: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -99,32 +102,40 @@ def hard_lookup(query: np.ndarray, keys: np.ndarray, values: np.ndarray) -> tupl
     return np.asarray(values, dtype=float)[index], index
 
 
-def orthogonal_query(keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random unit-length query orthogonal to every key.
+def equal_score_query(keys: np.ndarray, level: float) -> np.ndarray:
+    """A nonzero query whose score against every key is ``level``, so its weights are exactly uniform.
 
-    Such a query exists only when the keys do not span the whole space (rank < d, which
-    needs n < d for keys in general position). The query is a random direction of the
-    null space of ``keys``.
+    Softmax ignores a constant added to every score, so the weights are uniform (1/n each) exactly
+    when all scores are equal: ``keys @ q = level * 1``. For ``level != 0`` this is a linear system,
+    solved by least squares (the shortest such query); it has a solution for keys in general
+    position while ``n <= d``. ``level == 0`` is the orthogonal case: a nonzero solution needs a
+    direction the keys leave free (rank < d, so ``n < d`` in general position); the query returned
+    is a unit vector of the null space of ``keys``.
 
     Args:
         keys: (n, d).
-        rng: where the random direction comes from.
+        level: the common score.
 
     Returns:
-        (d,) unit vector ``q`` with ``keys @ q == 0`` up to rounding.
+        (d,) nonzero query with ``keys @ q == level`` up to rounding.
 
     Raises:
-        ValueError: when the keys span all ``d`` dimensions, so only the zero vector is orthogonal to all.
+        ValueError: when no nonzero query gives every key the score ``level``.
     """
     keys = np.asarray(keys, dtype=float)
     if keys.ndim != 2:
         raise ValueError(f"keys must be (n, d); got shape {keys.shape}")
-    d = keys.shape[1]
-    _, singular, vt = np.linalg.svd(keys, full_matrices=True)  # vt: (d, d), rows = right singular vectors
-    tol = max(keys.shape) * np.finfo(float).eps * (singular.max() if singular.size else 0.0)
-    rank = int(np.sum(singular > tol))
-    if rank >= d:
-        raise ValueError(f"the {keys.shape[0]} keys span all {d} dimensions: no nonzero query is orthogonal to all")
-    null_basis = vt[rank:]  # (d - rank, d), orthonormal rows with keys @ row = 0
-    query = rng.standard_normal(d - rank) @ null_basis
-    return query / np.linalg.norm(query)
+    n, d = keys.shape
+    if level == 0:
+        _, singular, vt = np.linalg.svd(keys, full_matrices=True)  # vt: (d, d), rows = right singular vectors
+        rank = int(np.sum(singular > max(n, d) * np.finfo(float).eps * (singular.max() if singular.size else 0.0)))
+        if rank >= d:
+            raise ValueError(f"the {n} keys span all {d} dimensions: no nonzero query is orthogonal to all of them")
+        return vt[rank]  # (d,) unit vector with keys @ q = 0
+    target = np.full(n, float(level))
+    query = np.linalg.lstsq(keys, target, rcond=None)[0]  # (d,) the shortest query with scores closest to level
+    tolerance = 1e-9 * (abs(level) + np.linalg.norm(keys, axis=1).max() * np.linalg.norm(query))
+    if np.abs(keys @ query - target).max() > tolerance:
+        raise ValueError(f"no query gives all {n} keys the same score {level:g}: the {n} equations of keys @ q "
+                         f"= {level:g} have no common solution in {d} dimensions")
+    return query

@@ -46,7 +46,7 @@ class LookupView:
     scores: np.ndarray  # (n,) query · key for each book
     weights: np.ndarray  # (n,) softmax of the scores, sums to 1
     retrieved: np.ndarray  # (3,) weighted average of the book colours
-    winner: str  # title of the book with the largest weight (what a hard lookup returns)
+    best: tuple[str, ...]  # titles of the books sharing the top score (one title: what a hard lookup returns)
     titles: tuple[str, ...]  # the n book titles, in shelf order
 
 
@@ -66,18 +66,29 @@ def lookup_view(angle_deg: float, scale: float, books: Sequence[Book] = SHELF) -
     keys = np.array([book.key for book in books], dtype=float)  # (n, 2)
     values = np.array([book.colour for book in books], dtype=float)  # (n, 3)
     retrieved, weights = soft_lookup(query, keys, values)
+    scores = keys @ query  # (n,)
+    tied = np.abs(scores - scores.max()) <= 1e-9 * max(1.0, float(np.abs(scores).max()))
     return LookupView(
         query=query,
-        scores=keys @ query,
+        scores=scores,
         weights=weights,
         retrieved=retrieved,
-        winner=books[int(np.argmax(weights))].title,
+        best=tuple(book.title for book, top in zip(books, tied, strict=True) if top),
         titles=tuple(book.title for book in books),
     )
 
 
+def _hard_lookup_text(view: LookupView) -> str:
+    """What a hard lookup does with this query: one book, or no single answer when the top score is shared."""
+    if len(view.best) == 1:
+        return f"hard lookup would return <b>{html.escape(view.best[0])}</b>"
+    if len(view.best) == len(view.titles):
+        return "all scores tie: a hard lookup has no single best book, the soft one returns the plain average"
+    return f"the top score is shared by {html.escape(', '.join(view.best))}: a hard lookup has no single answer"
+
+
 def render_lookup_html(view: LookupView, books: Sequence[Book] = SHELF) -> str:
-    """HTML for a view: one bar per book (width = weight), the retrieved colour, the winner."""
+    """HTML for a view: one bar per book (width = weight), the retrieved colour, what a hard lookup returns."""
     rows = []
     for book, score, weight in zip(books, view.scores, view.weights, strict=True):
         rows.append(
@@ -93,8 +104,7 @@ def render_lookup_html(view: LookupView, books: Sequence[Book] = SHELF) -> str:
     swatch = css_rgb(view.retrieved)
     return (
         "<div>"
-        f"<div>query = ({view.query[0]:+.2f}, {view.query[1]:+.2f}) &nbsp; "
-        f"hard lookup would return <b>{html.escape(view.winner)}</b></div>"
+        f"<div>query = ({view.query[0]:+.2f}, {view.query[1]:+.2f}) &nbsp; {_hard_lookup_text(view)}</div>"
         "<table style='border-collapse:collapse;margin:4px 0'>"
         "<tr><th style='text-align:left'>book</th><th>score</th><th style='text-align:left'>weight</th><th></th></tr>"
         + "".join(rows)
@@ -121,34 +131,45 @@ def make_lookup_widget(books: Sequence[Book] = SHELF, angle_deg: float = 30.0, s
     return live_html([angle, length], lambda a, s: render_lookup_html(lookup_view(a, s, books), books))
 
 
-def draw_shelf(books: Sequence[Book] = SHELF, queries: dict[str, np.ndarray] | None = None, ax=None):
-    """A small static picture: each book's key as a coloured arrow, and optional query arrows (dashed).
+def draw_shelf(books: Sequence[Book] = SHELF, queries: dict[str, np.ndarray] | None = None, ax=None,
+               title: str = "keys (arrows) and queries (dashed)"):
+    """A small static picture: each book's key as an arrow in its value's colour, and query arrows (dashed).
+
+    Book titles go in a legend beside the axes (its key for the value colours), so no arrow crosses a
+    title; each query's label sits beside its tip, offset at right angles to the arrow.
 
     Args:
         books: the shelf.
-        queries: label -> (2,) query vector to draw.
+        queries: label -> (2,) query vector to draw (a zero vector is skipped: it has no direction).
         ax: an existing matplotlib Axes, or None for a new small figure.
+        title: the axes title.
 
     Returns:
         The matplotlib Axes.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4))
+        _, ax = plt.subplots(figsize=(5, 4), layout="constrained")
     for book in books:
-        ax.annotate("", xy=book.key, xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": book.colour, "lw": 2})
-        ax.text(book.key[0] * 1.15, book.key[1] * 1.15, book.title, ha="center", va="center", fontsize=8,
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5})
-    for label, query in (queries or {}).items():
+        ax.annotate("", xy=book.key, xytext=(0, 0), arrowprops={"arrowstyle": "-|>", "color": book.colour, "lw": 2.5})
+    drawn = {label: np.asarray(query, dtype=float) for label, query in (queries or {}).items()
+             if np.linalg.norm(query) > 0}
+    for label, query in drawn.items():
         ax.annotate("", xy=tuple(query), xytext=(0, 0), arrowprops={"arrowstyle": "->", "color": "black", "ls": "--"})
-        ax.text(query[0] + 0.1, query[1] + 0.1, label, ha="left", va="bottom", fontsize=8, style="italic")
-    reach = 1.3 * max([1.0] + [abs(c) for book in books for c in book.key] +
-                      [abs(c) for q in (queries or {}).values() for c in q])
+        across = np.array([-query[1], query[0]]) / np.linalg.norm(query)  # unit vector at right angles
+        ax.text(*(query + 0.28 * across), label, ha="center", va="center", fontsize=8, style="italic")
+    reach = 1.2 * max([1.0] + [abs(c) for book in books for c in book.key] +
+                      [abs(c) for q in drawn.values() for c in q])
     ax.set_xlim(-reach, reach)
     ax.set_ylim(-reach, reach)
     ax.set_aspect("equal")
     ax.axhline(0, color="#ccc", lw=0.5)
     ax.axvline(0, color="#ccc", lw=0.5)
-    ax.set_title("books (keys, coloured by value) and queries", fontsize=10)
+    handles = [Line2D([0], [0], color=book.colour, lw=6, label=book.title) for book in books]
+    handles.append(Line2D([0], [0], color="black", ls="--", label="query"))
+    ax.legend(handles=handles, title="key colour = value", fontsize=8, title_fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    ax.set_title(title, fontsize=10)
     return ax

@@ -3,7 +3,7 @@
 Two measurements with random Gaussian queries and keys (entries of mean 0, variance 1):
 
 * :func:`measure_dot_product_variance` — the sample variance of ``q · k`` for each width ``d``:
-  about ``d`` raw, about 1 after dividing by ``sqrt(d)``.
+  about ``d`` raw, about 1 after dividing by ``sqrt(d)``, about ``1/d`` after dividing by ``d``.
 * :func:`measure_saturation` — one query against ``n`` keys, with and without the scale: how
   peaked the softmax gets (largest weight, entropy as a share of ``log n``) and how much gradient
   survives it: the norm of the softmax Jacobian ``d weights / d scores`` and of the gradient that
@@ -33,6 +33,7 @@ class VarianceRow:
     mean: float  # sample mean of q · k (0 expected)
     variance: float  # sample variance of q · k (d expected)
     scaled_variance: float  # sample variance of q · k / sqrt(d) (1 expected)
+    over_d_variance: float  # sample variance of q · k / d (1 / d expected: the 1/d scale of muP-style models)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def measure_dot_product_variance(
             products.append(np.einsum("sd,sd->s", q, k))  # (size,) one dot product per pair
         dots = np.concatenate(products)
         rows.append(VarianceRow(dim, samples, float(dots.mean()), float(dots.var()),
-                                float((dots / math.sqrt(dim)).var())))
+                                float((dots / math.sqrt(dim)).var()), float((dots / dim).var())))
     return rows
 
 

@@ -119,7 +119,9 @@ def make_spotlight_widget(temperature: float = 1.0, dim: int = 64, scaled: bool 
     """
     import ipywidgets as widgets
 
-    temp = widgets.FloatLogSlider(value=temperature, base=10, min=-2, max=2, step=0.05, description="temperature")
-    width = widgets.SelectionSlider(options=WIDTHS, value=dim, description="width d")
-    scale = widgets.Checkbox(value=scaled, description="divide scores by √d")
+    labels = {"style": {"description_width": "initial"}}  # the whole label, never cut to "temperat…"
+    temp = widgets.FloatLogSlider(value=temperature, base=10, min=-2, max=2, step=0.05, description="temperature T",
+                                  **labels)
+    width = widgets.SelectionSlider(options=WIDTHS, value=dim, description="width d", **labels)
+    scale = widgets.Checkbox(value=scaled, description="divide scores by √d", indent=False)
     return live_html([temp, width, scale], lambda t, d, on: render_spotlight_html(spotlight_view(t, d, on)))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from xattn_edu.chapters.support.exercise import Wrong
+from xattn_edu.chapters.support.exercise import Wrong, expect_value
 from xattn_edu.chapters.support.guard import forbid_reference
 
 
@@ -200,3 +200,31 @@ def _kind(value: Any) -> str:
     if isinstance(value, tuple | list):
         return f"a {type(value).__name__} of {len(value)}"
     return f"a {type(value).__name__}"
+
+
+def number_judge(mistakes: Mapping[float, str], hint: str, atol: float = 1e-4) -> Callable[[Any, Any, float], None]:
+    """A judge for a question answered with a number (``Exercise(run=answer, reference=<the number>)``).
+
+    Args:
+        mistakes: wrong answers students give -> the message that explains each.
+        hint: added when the answer is wrong in no known way.
+        atol: how far from the reference (or from a known mistake) an answer may be.
+
+    Returns:
+        ``judge(case, got, expected)`` raising :class:`~xattn_edu.chapters.support.exercise.Wrong` for anything
+        that is not a number within ``atol`` of ``expected``.
+    """
+    def judge(case: Any, got: Any, expected: float) -> None:
+        got = expect_value(got, case, "a number")
+        if isinstance(got, np.ndarray) and got.shape == () and np.issubdtype(got.dtype, np.number):
+            got = float(got)
+        if isinstance(got, bool) or not isinstance(got, int | float):
+            raise Wrong(f"{case.label} should be a number (a Python float), got {type(got).__name__}.")
+        if abs(got - expected) <= atol:
+            return
+        for wrong, message in mistakes.items():
+            if abs(got - wrong) <= atol:
+                raise Wrong(f"{case.label} = {got:.4g}: {message}")
+        raise Wrong(f"{case.label} = {got:.4g} is not right. {hint}".rstrip())
+
+    return judge

@@ -69,6 +69,17 @@ def call(implementation: Callable, case: Case) -> Any:
     return implementation(*case.args, **case.kwargs)
 
 
+def answer(value: Any, case: Case) -> Any:
+    """The ``run`` of a question answered with a value (a number, a string, an array) instead of a function.
+
+    The test cell passes the answer variable itself (``grading.check("bound_tests", padding_bound)``);
+    the answer cell sets it to ``None`` before the student's code, so ``None`` means "not done yet".
+    """
+    if value is None:
+        raise NotImplementedError("no answer yet")
+    return value
+
+
 def expect_value(got: Any, case: Case, expected: str = "a result") -> Any:
     """``got`` itself, or :class:`Wrong` when the code raised or returned something that is not data.
 
@@ -147,7 +158,7 @@ class Exercise:
                 return plain(self.run(implementation, case))
             except Exception as error:  # noqa: BLE001 - the reference may be asked to raise
                 return raised(error)
-        if not callable(implementation):
+        if not callable(implementation) and self.run is not answer:
             return Raised("Wrong", f"expected the function or class `{self.name}`, got a "
                                    f"{type(implementation).__name__}; pass it without ()")
         args, kwargs = copy.deepcopy((case.args, dict(case.kwargs)))
