@@ -267,3 +267,10 @@ def test_translate_prompts_on_a_terminal_and_answers_each_line(capsys, run, monk
     out, err = capsys.readouterr()
     assert out.split("\n") == [fixed_output, "", ""]
     assert "Ctrl-D" in err and err.count("> ") == 3  # one prompt per line read, and one at the end
+
+
+def test_the_bleu_tokenize_help_lists_what_the_metrics_accept():
+    from xattn_edu.translate.metrics import BLEU_TOKENIZERS
+
+    (action,) = [a for a in COMMANDS["evaluate"]._actions if "--bleu-tokenize" in a.option_strings]
+    assert all(name in action.help for name in BLEU_TOKENIZERS)

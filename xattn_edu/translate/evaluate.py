@@ -54,6 +54,7 @@ from xattn_edu.translate.decode import cross_attention
 from xattn_edu.translate.metrics import (
     AttentionAER,
     attention_aer,
+    check_bleu_tokenizer,
     choose_bleu_tokenizer,
     chrf,
     exact_match,
@@ -116,8 +117,11 @@ def _aer(loaded: LoadedModel, encoded: list[EncodedLine], references: list[str],
     (AER, number of pairs left out)."""
     model, tgt_tok = loaded.model, loaded.tgt_tokenizer
     device = next(model.parameters()).device
-    fits = [(line.ids, tgt_tok.encode(r), links) for line, r, links in zip(encoded, references, gold, strict=True)
-            if line.ids is not None and len(tgt_tok.encode(r)) + 1 <= model.cfg.max_len]  # fmt: skip
+    fits = []  # (source ids, target ids, gold links) of the pairs the model's positions cover
+    for line, reference, links in zip(encoded, references, gold, strict=True):
+        target = tgt_tok.encode(reference)
+        if line.ids is not None and len(target) + 1 <= model.cfg.max_len:
+            fits.append((line.ids, target, links))
     attentions = []
     for start in range(0, len(fits), batch_size):
         chunk = fits[start : start + batch_size]
@@ -189,6 +193,8 @@ def evaluate(
         :class:`UserError` for an unknown or missing split, unreadable or mismatched files, an empty line.
     """
     check_beam(beam_size)
+    if bleu_tokenize is not None:
+        check_bleu_tokenizer(bleu_tokenize)  # before the decoding, not after
     device = resolve_device(device)
     loaded = load_model(directory, device)
     name, pairs, gold = _test_pairs(loaded, split, data_dir, src_file, ref_file)

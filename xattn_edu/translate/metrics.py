@@ -130,6 +130,14 @@ def _by_script(counts: dict[str, int], language: str | None) -> BleuTokenizer:
         f"{chosen.name} tokenizer, picked from the script (choose one with --bleu-tokenize)")))  # fmt: skip
 
 
+def check_bleu_tokenizer(name: str) -> None:
+    """:class:`UserError` unless ``name`` is in :data:`BLEU_TOKENIZERS` and its packages are installed."""
+    if name not in BLEU_TOKENIZERS:
+        raise UserError(f"unknown BLEU tokenizer {name!r}; choose one of {', '.join(BLEU_TOKENIZERS)}")
+    if not _installed(name):
+        raise UserError(f"the {name} BLEU tokenizer needs `pip install \"{_NEEDS_PACKAGES[name]}\"`")
+
+
 def choose_bleu_tokenizer(references: Sequence[str], *, language: str | None = None,
                           override: str | None = None) -> BleuTokenizer:  # fmt: skip
     """The sacreBLEU tokenizer for ``references`` (see the module doc for the rule).
@@ -143,10 +151,7 @@ def choose_bleu_tokenizer(references: Sequence[str], *, language: str | None = N
     unspaced = share > 0.5
     base = language.split("-")[0].lower() if language else None
     if override is not None:
-        if override not in BLEU_TOKENIZERS:
-            raise UserError(f"unknown BLEU tokenizer {override!r}; choose one of {', '.join(BLEU_TOKENIZERS)}")
-        if not _installed(override):
-            raise UserError(f"the {override} BLEU tokenizer needs `pip install \"{_NEEDS_PACKAGES[override]}\"`")
+        check_bleu_tokenizer(override)
         chosen = BleuTokenizer(override)
     elif base in _LANGUAGE_TOKENIZER:
         chosen = _usable(_LANGUAGE_TOKENIZER[base], f"the target language {language}")

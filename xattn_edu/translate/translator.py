@@ -81,7 +81,6 @@ def decode_lines(loaded: LoadedModel, encoded: Sequence[EncodedLine], *, beam_si
 def translate_lines(loaded: LoadedModel, lines: Sequence[str], *, beam_size: int = 1,
                     batch_size: int = 128) -> list[LineResult]:  # fmt: skip
     """Translate every line it can (see the module doc): one :class:`LineResult` per line, in order."""
-    check_beam(beam_size)
     encoded = [encode_line(loaded, line) for line in lines]
     texts = decode_lines(loaded, encoded, beam_size=beam_size, batch_size=batch_size)
     return [LineResult(text, line.error, line.unknown) for text, line in zip(texts, encoded, strict=True)]
