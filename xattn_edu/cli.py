@@ -2,8 +2,18 @@
 
 Each subcommand lives in the module that implements its idea; this file only wires
 argument parsing to those modules and imports them lazily, so ``xattn --help`` is fast.
-Errors that a user can fix (:class:`xattn_edu.common.errors.UserError`) are printed as one line
-and exit with status 2; they never show a traceback.
+
+The rules every command follows:
+
+* options may stand anywhere among the positional arguments (``xattn translate RUN --beam 4
+  "a sentence"``): each command's arguments are parsed intermixed;
+* an error the user can fix (a bad number, a missing or unwritable file, an unknown option, a
+  wrong ``--set``: :class:`xattn_edu.common.errors.UserError`, argparse's own errors, and
+  file-system errors such as a folder that cannot be created) prints one line
+  ``xattn <command>: error: ...`` on stderr and exits with status 2, never a traceback;
+* every option a message names exists on the command that printed it;
+* exit status 1 is for ``xattn translate`` when some lines could not be translated (each named on
+  stderr; the others are translated), 130 for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,6 +23,30 @@ import sys
 from collections.abc import Sequence
 
 from xattn_edu.common.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, ``xattn <command>: error: ...``, and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, lowest: float | None = None, *, above: bool = False):
+    """An argparse ``type``: ``kind`` (int or float) at least ``lowest`` (greater than it with ``above``)."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None  # fmt: skip
+        if lowest is not None and (value <= lowest if above else value < lowest):
+            raise argparse.ArgumentTypeError(f"must be {'greater than' if above else 'at least'} {lowest}, got {text}")
+        return value
+
+    convert.lowest, convert.above = lowest, above  # read by tests that try a value out of range
+    return convert
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -80,27 +114,69 @@ def _cmd_grade_class(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn(command: str, message: str) -> None:
+    print(f"xattn {command}: warning: {message}", file=sys.stderr)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from xattn_edu.translate.evaluate import evaluate
 
     report, _ = evaluate(args.dir, split=args.split, beam_size=args.beam, device=args.device,
-                         batch_size=args.batch_size, data_dir=args.data_dir)  # fmt: skip
+                         batch_size=args.batch_size, data_dir=args.data_dir, src_file=args.src, ref_file=args.ref,
+                         bleu_tokenize=args.bleu_tokenize)  # fmt: skip
+    for warning in report.warnings:
+        _warn("evaluate", warning)
     print(json.dumps(report.to_dict()) if args.json else report.table())
     return 0
+
+
+def _show(results, what: str, first: int = 1) -> bool:
+    """Print one stdout line per result (an empty one for a line that failed), warnings and errors on
+    stderr naming the line; return whether every line was translated."""
+    ok = True
+    for number, result in enumerate(results, start=first):
+        if result.unknown:
+            words = ", ".join(repr(word) for word in result.unknown)
+            _warn("translate", f"{what} {number}: {words} not in the training data (read as <unk>)")
+        if result.error:
+            print(f"xattn translate: error: {what} {number}: {result.error}; not translated", file=sys.stderr)
+            ok = False
+        print(result.text or "", flush=True)
+    return ok
+
+
+def _interactive(loaded, beam_size: int) -> bool:
+    """Translate each line as it is typed, with a prompt on stderr; return whether every line was translated."""
+    from xattn_edu.translate.translator import translate_lines
+
+    print("Type a sentence and press Enter to translate it; Ctrl-D ends.", file=sys.stderr)
+    ok, number = True, 0
+    while True:
+        print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            print(file=sys.stderr)
+            return ok
+        number += 1
+        ok = _show(translate_lines(loaded, [line.rstrip("\r\n")], beam_size=beam_size), "line", number) and ok
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
     from xattn_edu.common.device import resolve_device
     from xattn_edu.translate.checkpoint import load_model
-    from xattn_edu.translate.evaluate import translate_texts
+    from xattn_edu.translate.data.parallel_text import split_lines
+    from xattn_edu.translate.translator import translate_lines
 
-    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     loaded = load_model(args.dir, resolve_device(args.device))
-    for line in translate_texts(loaded, sentences, beam_size=args.beam):
-        print(line)
-    return 0
+    if args.sentences:
+        ok = _show(translate_lines(loaded, args.sentences, beam_size=args.beam), "sentence")
+    elif sys.stdin.isatty():
+        ok = _interactive(loaded, args.beam)
+    else:
+        ok = _show(translate_lines(loaded, split_lines(sys.stdin.read()), beam_size=args.beam), "line")
+    return 0 if ok else 1
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -187,17 +263,33 @@ def run_config(args: argparse.Namespace):
     return cfg.with_values({**values, **_settings(args.set)})
 
 
+def _check_writable_folder(option: str, path: str) -> None:
+    """:class:`UserError` now, not after hours of work, if ``path`` cannot become a folder we write in."""
+    import os
+    from pathlib import Path
+
+    existing = Path(os.path.abspath(path))
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: no permission to write in {existing}")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from xattn_edu.translate.train import train
 
-    train(run_config(args), args.out, device=args.device, resume=args.resume,
+    cfg = run_config(args)
+    _check_writable_folder("--out", args.out)
+    train(cfg, args.out, device=args.device, resume=args.resume,
           progress=False if args.no_progress else None)  # fmt: skip
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xattn",
         description="Cross-attention, step by step: course tools and a reference translator.",
     )
@@ -221,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("notebook", metavar="NOTEBOOK", help="your copy of a course notebook (.ipynb)")
     grade.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     grade.add_argument("--html", metavar="OUT", help="also write feedback HTML (no hidden test code) to OUT")
-    grade.add_argument("--timeout", type=int, metavar="S", help="seconds a cell may run (nbgrader_config.py)")
+    grade.add_argument("--timeout", type=_number(int, 1), metavar="S",
+                       help="seconds a cell may run (default: nbgrader_config.py)")
     grade.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
     grade.set_defaults(func=_cmd_grade)
 
@@ -230,14 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     grade_class.add_argument("submissions", metavar="SUBMISSIONS",
                              help="folder with one sub-folder per student, or an LMS zip / folder of LMS files")
     grade_class.add_argument("--out", metavar="DIR", help="results folder (default: ./graded/CHAPTER)")
-    grade_class.add_argument("--workers", type=int, metavar="N", help="notebooks graded at once (default: cores)")
-    grade_class.add_argument("--cell-timeout", type=int, metavar="S",
-                             help="seconds one cell may run (default: nbgrader_config.py, 120)")
-    grade_class.add_argument("--notebook-timeout", type=float, metavar="S",
-                             help="seconds one notebook may take in all (default: 600)")
-    grade_class.add_argument("--memory-mb", type=int, metavar="M",
+    grade_class.add_argument("--workers", type=_number(int, 1), metavar="N",
+                             help="notebooks graded at once (default: cores)")
+    grade_class.add_argument("--cell-timeout", type=_number(int, 0), metavar="S",
+                             help="seconds one cell may run, 0 for no limit (default: nbgrader_config.py, 120)")
+    grade_class.add_argument("--notebook-timeout", type=_number(float, 0), metavar="S",
+                             help="seconds one notebook may take in all, 0 for no limit (default: 600)")
+    grade_class.add_argument("--memory-mb", type=_number(int, 0), metavar="M",
                              help="address-space cap per grading process in MiB, 0 for none (default: 4096)")
-    grade_class.add_argument("--max-processes", type=int, metavar="P",
+    grade_class.add_argument("--max-processes", type=_number(int, 0), metavar="P",
                              help="processes and threads per worker, 0 for no cap (default: 128)")
     grade_class.add_argument("--regrade", action="store_true", help="grade everyone again, even if unchanged")
     grade_class.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -245,29 +339,36 @@ def build_parser() -> argparse.ArgumentParser:
     grade_class.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
     grade_class.set_defaults(func=_cmd_grade_class)
 
-    evaluate = sub.add_parser("evaluate", help="score a trained checkpoint on a split: BLEU, exact match, AER")
+    evaluate = sub.add_parser("evaluate", help="score a trained checkpoint: BLEU, chrF, exact match, AER")
     evaluate.add_argument("dir", metavar="DIR", help="training output directory (holds checkpoint.pt)")
     evaluate.add_argument("--split", help="train, val or test (default: test, or val when the data has none)")
-    evaluate.add_argument("--beam", type=int, default=1, metavar="K", help="beam size (default 1: greedy)")
-    evaluate.add_argument("--batch-size", type=int, default=128, metavar="N", help="sentences decoded together")
+    evaluate.add_argument("--src", metavar="FILE", help="your own test sources, one per line (instead of a split)")
+    evaluate.add_argument("--ref", metavar="FILE", help="their reference translations, line-aligned with --src")
+    evaluate.add_argument("--bleu-tokenize", metavar="TOK",
+                          help="sacreBLEU tokenizer for BLEU: 13a, intl, zh, ja-mecab, ko-mecab, char or none "
+                               "(default: from the target language, or the script of unspaced text)")
+    evaluate.add_argument("--beam", type=_number(int, 1), default=1, metavar="K", help="beam size (default 1: greedy)")
+    evaluate.add_argument("--batch-size", type=_number(int, 1), default=128, metavar="N",
+                          help="sentences decoded together")
     evaluate.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     evaluate.add_argument("--data-dir", metavar="DIR",
                           help="where the Multi30k files are now (default: where the run read them)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    translate = sub.add_parser("translate", help="translate sentences with a trained checkpoint")
+    translate = sub.add_parser("translate", help="translate sentences with a trained checkpoint, one line each")
     translate.add_argument("dir", metavar="DIR", help="training output directory (holds checkpoint.pt)")
-    translate.add_argument("sentences", nargs="*", metavar="SENTENCE", help="source sentences (default: stdin lines)")
-    translate.add_argument("--beam", type=int, default=1, metavar="K", help="beam size (default 1: greedy)")
+    translate.add_argument("sentences", nargs="*", metavar="SENTENCE",
+                           help="source sentences (default: stdin, one per line; an empty line gives an empty line)")
+    translate.add_argument("--beam", type=_number(int, 1), default=1, metavar="K", help="beam size (default 1: greedy)")
     translate.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     translate.set_defaults(func=_cmd_translate)
 
     data = sub.add_parser("data", help="download Multi30k, or show synthetic sentence pairs with alignments")
     data.add_argument("dataset", choices=["multi30k", "synthetic"], help="which corpus")
     data.add_argument("--cache-dir", metavar="DIR", help="multi30k: download here (default: the xattn data dir)")
-    data.add_argument("-n", type=int, default=3, metavar="N", help="synthetic: how many pairs to show")
-    data.add_argument("--seed", type=int, default=0, help="synthetic: random seed")
+    data.add_argument("-n", type=_number(int, 0), default=3, metavar="N", help="synthetic: how many pairs to show")
+    data.add_argument("--seed", type=_number(int), default=0, help="synthetic: random seed")
     data.set_defaults(func=_cmd_data)
 
     train = sub.add_parser("train", help="train a translator (preset tiny: CPU, minutes; multi30k: GPU)")
@@ -282,8 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--val-src", metavar="FILE", help="validation sources or TSV (default: hold out training pairs)")
     train.add_argument("--val-tgt", metavar="FILE", help="validation translations")
     train.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
-    train.add_argument("--steps", type=int, metavar="N", help="optimizer steps in total (default: the preset's)")
-    train.add_argument("--seed", type=int, help="initial weights, dropout and batch order (default: 0)")
+    train.add_argument("--steps", type=_number(int, 1), metavar="N",
+                       help="optimizer steps in total (default: the preset's)")
+    train.add_argument("--seed", type=_number(int), help="initial weights, dropout and batch order (default: 0)")
     train.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
     train.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -292,14 +394,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` parsed with the command's options allowed anywhere among its positional arguments.
+
+    argparse cannot parse intermixed arguments through sub-parsers, so the command (the first
+    argument; the top level has no options but --help) picks its parser, which parses the rest.
+    """
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if not argv or argv[0] not in commands:
+        return parser.parse_args(argv)  # --help, or a one-line error naming the valid commands
+    args = commands[argv[0]].parse_intermixed_args(argv[1:])
+    args.command = argv[0]
+    return args
+
+
+def _os_error(err: OSError) -> str:
+    """A file-system error as one line: what went wrong and with which path."""
+    paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+    return f"{err.strerror or err}: {paths}" if paths else str(err.strerror or err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xattn`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse_args(build_parser(), list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as done:  # --help (0) or a usage error, already printed (2)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except UserError as err:
         print(f"xattn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a folder that cannot be created, a file that cannot be written, a full disk
+        print(f"xattn {args.command}: error: {_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"xattn {args.command}: interrupted", file=sys.stderr)

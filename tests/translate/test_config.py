@@ -11,6 +11,7 @@ from xattn_edu.nn.model import Seq2SeqConfig
 from xattn_edu.translate import checkpoint
 from xattn_edu.translate.config import (
     FILLED_AT_SETUP,
+    LIMITS,
     PRESETS,
     RESUMABLE,
     DataConfig,
@@ -112,6 +113,10 @@ def test_cli_sets_every_kind_of_model_field(tmp_path, capsys):
         ("model.activation=tanh", "activation must be 'relu' or 'gelu'"),
         ("model.n_heads=3", "must divide d_model"),
         ("data.source=books", "unknown data source 'books'"),
+        ("model.n_heads=0", "model.n_heads must be at least 1, got 0"),  # was a ZeroDivisionError traceback
+        ("data.n_train=-5", "data.n_train must be at least 1, got -5"),  # was an endless loop
+        ("optim.betas=0.9,1.5", "optim.betas must be in [0, 1)"),
+        ("model.dropout=1", "model.dropout must be in [0, 1)"),
     ],
 )
 def test_cli_bad_settings_are_one_line_errors(tmp_path, cli_user_error, setting, message):
@@ -128,3 +133,25 @@ def test_cli_resume_refuses_a_preset_and_a_changed_setting(tmp_path, cli_user_er
     assert "may change only optim.steps" in err and "model.pre_norm (saved True, asked False)" in err
     assert _train("--out", str(out), "--resume", "--steps", "2") == 0, capsys.readouterr().err
     assert checkpoint.load(out).step == 2
+
+
+SEEDS = {"seed", "data.seed"}  # any integer is a seed
+
+
+def test_every_numeric_setting_has_a_range_and_the_presets_are_inside_them():
+    """The kind behind `--set model.n_heads=0` (a traceback) and `--set data.n_train=-5` (a hang): every
+    number is checked before anything is built."""
+    numeric = {key for key, kind in setting_types().items()
+               if kind in (int, float) or str(kind).startswith("tuple[float")}  # fmt: skip
+    assert numeric - SEEDS == set(LIMITS)
+    for key in LIMITS:
+        with pytest.raises(UserError, match=key.replace(".", r"\.")):
+            value = PRESETS["tiny"].value(key)
+            RunConfig().with_values({key: tuple(-1 for _ in value) if isinstance(value, tuple) else -1})
+
+
+def test_the_target_language_is_recorded_or_follows_the_data_source():
+    assert DataConfig().target_language == "de" and DataConfig(source="multi30k").target_language == "en"
+    assert DataConfig(source="text").target_language is None
+    assert DataConfig(source="text", tgt_lang="ja").target_language == "ja"
+    assert RunConfig().with_values({"data.tgt_lang": "zh"}).data.target_language == "zh"

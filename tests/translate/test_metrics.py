@@ -3,13 +3,21 @@
 import math
 
 import pytest
+import sacrebleu
 import torch
 
+from xattn_edu.common.errors import UserError
+from xattn_edu.translate import metrics
 from xattn_edu.translate.metrics import (
+    BLEU_TOKENIZERS,
+    BleuTokenizer,
     alignment_error_rate,
     attention_aer,
     attention_links,
+    choose_bleu_tokenizer,
+    chrf,
     exact_match,
+    looks_unspaced,
     sacre_bleu,
     tokenized_bleu,
 )
@@ -93,3 +101,66 @@ def test_attention_aer_checks_inputs():
         attention_aer([torch.ones(3, 3)], [[(0, 0)]])
     with pytest.raises(ValueError, match="gold"):
         attention_aer([torch.ones(1, 1, 2, 2)], [])
+
+
+# --- BLEU on languages written without spaces (issue 12, fault 4) -----------------------------
+
+JAPANESE = [
+    "私は猫が好きです。", "今日は雨が降っています。", "駅はどこですか。", "彼は本を読んでいる。",
+    "母は台所で料理をしている。", "明日は学校に行きます。", "この店のパンはおいしい。",
+    "子供たちが公園で遊んでいる。", "電車が遅れています。", "窓を開けてください。",
+]  # fmt: skip
+
+
+def test_a_perfect_japanese_translation_scores_100_with_the_tokenizer_the_language_calls_for():
+    """Regression: with the 13a tokenizer every unspaced sentence is one word, and 10 perfect sentences score 0."""
+    assert sacre_bleu(JAPANESE, JAPANESE).score == 0.0  # what the old scorer gave
+    chosen = choose_bleu_tokenizer(JAPANESE, language="ja")
+    assert chosen.name in ("ja-mecab", "char")
+    for score in (sacre_bleu(JAPANESE, JAPANESE, chosen.name), tokenized_bleu(JAPANESE, JAPANESE, chosen.name)):
+        assert score.score == pytest.approx(100.0) and f"tok:{chosen.name}" in score.signature
+    assert chrf(JAPANESE, JAPANESE).score == pytest.approx(100.0)
+    wrong = [*JAPANESE[:-1], "窓を閉めてください。"]
+    assert 0 < sacre_bleu(wrong, JAPANESE, chosen.name).score < 100 and 0 < chrf(wrong, JAPANESE).score < 100
+
+
+def test_looks_unspaced():
+    assert looks_unspaced(JAPANESE) and looks_unspaced(["我爱我的猫。"]) and looks_unspaced(["ฉันรักแมวของฉัน"])
+    assert not looks_unspaced(["Der Hund sieht den Mann.", "안녕하세요 반갑습니다"])  # Korean writes spaces
+    assert not looks_unspaced(["", "123 ..."])
+
+
+@pytest.mark.parametrize(
+    ("references", "language", "name", "warns"),
+    [
+        (["Der Hund sieht den Mann."], "de", "13a", False),
+        (["Der Hund sieht den Mann."], None, "13a", False),
+        (["我爱我的猫。"], "zh", "zh", False),
+        (["我爱我的猫。"], "zh-Hans", "zh", False),
+        (["我爱我的猫。"], None, "zh", True),  # picked from the script: say so
+        (["ฉันรักแมวของฉัน"], "th", "char", False),
+        (JAPANESE, "en", "char", True),  # the language says spaced, the text is not
+    ],
+)
+def test_choose_bleu_tokenizer_rule(references, language, name, warns):
+    chosen = choose_bleu_tokenizer(references, language=language)
+    assert chosen.name == name and bool(chosen.warnings) == warns, chosen
+
+
+def test_japanese_uses_mecab_when_installed_and_char_with_a_warning_when_not(monkeypatch):
+    monkeypatch.setattr(metrics, "_installed", lambda name: True)
+    assert choose_bleu_tokenizer(JAPANESE, language="ja") == BleuTokenizer("ja-mecab")
+    monkeypatch.setattr(metrics, "_installed", lambda name: name not in ("ja-mecab", "ko-mecab"))
+    chosen = choose_bleu_tokenizer(JAPANESE, language="ja")
+    assert chosen.name == "char" and "sacrebleu[ja]" in chosen.warnings[0]
+    with pytest.raises(UserError, match=r"sacrebleu\[ja\]"):
+        choose_bleu_tokenizer(JAPANESE, override="ja-mecab")
+
+
+def test_an_override_wins_and_a_space_based_one_on_unspaced_text_warns():
+    assert choose_bleu_tokenizer(["Der Hund."], language="de", override="char") == BleuTokenizer("char")
+    chosen = choose_bleu_tokenizer(JAPANESE, language="ja", override="13a")
+    assert chosen.name == "13a" and "--bleu-tokenize char" in chosen.warnings[0]
+    with pytest.raises(UserError, match="unknown BLEU tokenizer 'spm'"):
+        choose_bleu_tokenizer(JAPANESE, override="spm")
+    assert set(BLEU_TOKENIZERS) <= set(sacrebleu.metrics.bleu._TOKENIZERS)

@@ -185,12 +185,21 @@ def test_missing_remote_file_is_a_user_error(server, tmp_path):
         multi30k.download(("val",), cache_dir=tmp_path, base_url=server.url, files=table(remote_files()))
 
 
-def test_offline_points_to_data_dir(tmp_path):
+def _dead_url() -> str:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(UserError, match="--data-dir"):
-        multi30k.load("val", cache_dir=tmp_path, base_url=f"http://127.0.0.1:{port}/raw")
+    return f"http://127.0.0.1:{port}/raw"
+
+
+def test_offline_points_to_data_dir_when_reading_and_to_cache_dir_when_downloading(tmp_path):
+    """Regression: `xattn data multi30k` offline named --data-dir, an option that command does not have."""
+    with pytest.raises(UserError, match="--data-dir") as reading:
+        multi30k.load("val", cache_dir=tmp_path, base_url=_dead_url())
+    assert "--cache-dir" not in str(reading.value)
+    with pytest.raises(UserError, match="--cache-dir") as downloading:
+        multi30k.download(("val",), cache_dir=tmp_path, base_url=_dead_url())
+    assert "--data-dir" not in str(downloading.value)
 
 
 def test_data_dir_with_plain_and_gzip_files_needs_no_network(tmp_path):

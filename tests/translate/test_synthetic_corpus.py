@@ -69,6 +69,12 @@ def pairs() -> list[SentencePair]:
     return [sample_pair(rng) for _ in range(N_SAMPLES)]
 
 
+def de(pair: SentencePair) -> tuple[str, ...]:
+    """The German tokens with the sentence's capital first letter undone (nouns keep theirs)."""
+    first = pair.tgt[0]
+    return (first[:1].lower() + first[1:], *pair.tgt[1:])
+
+
 def links_of(pair: SentencePair) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
     """src index → tgt indices, tgt index → src indices."""
     s2t: dict[int, list[int]] = {}
@@ -118,20 +124,32 @@ def test_alignment_indices_in_range_sorted_and_total(pairs):
         assert {s for s, _ in pair.alignment} == set(range(len(pair.src))), show_pair(pair)
 
 
-def test_tokens_are_lowercase_words_and_punctuation(pairs):
+GERMAN_NOUNS = {form for n in lx.NOUNS for form in (n.de_sg, n.de_pl, n.de_pl + "n")}
+
+
+def test_tokens_are_words_and_punctuation_english_lowercase_german_as_written(pairs):
+    """English (the input) is lower case; German capitalises its nouns and the sentence's first word."""
     for pair in pairs:
         for word in pair.src + pair.tgt:
-            assert word == word.lower() and word.strip() == word and word
-            assert word in {",", "."} or word.isalpha()
+            assert word.strip() == word and word and (word in {",", "."} or word.isalpha())
+        assert all(word == word.lower() for word in pair.src)
+        assert pair.tgt[0][0].isupper(), pair.tgt_text
+        for word in de(pair):
+            assert word[0].isupper() == (word in GERMAN_NOUNS), pair.tgt_text
         assert pair.src[-1] == "." and pair.tgt[-1] == "."
-        assert pair.src_text.split() == list(pair.src)
+        assert pair.src_text.split() == list(pair.src) and pair.tgt_text.split() == list(pair.tgt)
+
+
+def test_german_nouns_are_capitalised_in_the_lexicon():
+    for noun in lx.NOUNS:
+        assert noun.de_sg[0].isupper() and noun.de_pl[0].isupper() and noun.de_sg[1:].islower(), noun
 
 
 def test_punctuation_and_articles_link_to_their_counterparts(pairs):
     for pair in pairs:
         s2t, _ = links_of(pair)
         for s, word in enumerate(pair.src):
-            targets = [pair.tgt[t] for t in s2t[s]]
+            targets = [de(pair)[t] for t in s2t[s]]
             if word in {",", "."}:
                 assert targets == [word]
             if word in {"the", "a", "an"}:
@@ -169,13 +187,13 @@ def test_noun_phrases_agree_in_gender_number_and_case(pairs):
             expected_noun = noun.de_pl if plural else noun.de_sg
             if plural and case == "dat" and not expected_noun.endswith(("n", "s")):
                 expected_noun += "n"
-            assert pair.tgt[j] == expected_noun, show_pair(pair)
+            assert de(pair)[j] == expected_noun, show_pair(pair)
             if adjective:
                 ending = ADJ_ENDING[definiteness, case][key]
-                assert pair.tgt[j - 1] == adjective_form(adjective.de_stem, ending), show_pair(pair)
+                assert de(pair)[j - 1] == adjective_form(adjective.de_stem, ending), show_pair(pair)
                 assert s2t[i - 1] == [j - 1]
             german_article_at = j - 2 if adjective else j - 1
-            assert pair.tgt[german_article_at] == ARTICLE[definiteness, case][key], show_pair(pair)
+            assert de(pair)[german_article_at] == ARTICLE[definiteness, case][key], show_pair(pair)
             assert s2t[start] == [german_article_at]
             checked[case] += 1
     assert min(checked.values()) > 200, checked
@@ -202,7 +220,7 @@ def test_subject_verb_agreement_in_both_languages(pairs):
                 assert plural
             elif any(verb == v.en_3sg for v in ALL_VERBS):
                 assert not plural, pair.src_text
-            finite = [pair.tgt[t] for t in s2t[i + 1] if pair.tgt[t] in DE_FINITE]
+            finite = [de(pair)[t] for t in s2t[i + 1] if de(pair)[t] in DE_FINITE]
             if {"hat", "haben"} & set(finite):  # past → perfect: "verkauft" there is the participle
                 finite = [w for w in finite if w in {"hat", "haben"}]
             assert len(finite) == 1, show_pair(pair)
@@ -216,25 +234,25 @@ def test_fronted_adverb_puts_the_verb_second(pairs):
     fronted = [p for p in pairs if p.src[0] in FRONT_ADVERBS]
     assert len(fronted) > 200
     for pair in fronted:
-        assert pair.tgt[0] == FRONT_ADVERBS[pair.src[0]]
-        assert pair.tgt[1] in DE_FINITE, show_pair(pair)
+        assert de(pair)[0] == FRONT_ADVERBS[pair.src[0]]
+        assert de(pair)[1] in DE_FINITE, show_pair(pair)
 
 
 def test_fronted_clause_puts_the_verb_right_after_the_comma(pairs):
     fronted = [p for p in pairs if p.src[0] in {"because", "although"}]
     assert len(fronted) > 50
     for pair in fronted:
-        assert pair.tgt[pair.tgt.index(",") + 1] in DE_FINITE, show_pair(pair)
+        assert de(pair)[de(pair).index(",") + 1] in DE_FINITE, show_pair(pair)
 
 
 def test_subordinate_clauses_are_verb_final(pairs):
     count = 0
     for pair in pairs:
-        for k, word in enumerate(pair.tgt):
+        for k, word in enumerate(de(pair)):
             if word in SUBORDINATORS:
-                end = next(i for i in range(k, len(pair.tgt)) if pair.tgt[i] in {",", "."})
-                assert pair.tgt[end - 1] in DE_FINITE, show_pair(pair)
-                assert k == 0 or pair.tgt[k - 1] == ",", show_pair(pair)
+                end = next(i for i in range(k, len(de(pair))) if de(pair)[i] in {",", "."})
+                assert de(pair)[end - 1] in DE_FINITE, show_pair(pair)
+                assert k == 0 or de(pair)[k - 1] == ",", show_pair(pair)
                 count += 1
     assert count > 500
 
@@ -244,11 +262,11 @@ def test_participles_and_separable_prefixes_close_the_clause(pairs):
     seen_prefix = seen_participle = 0
     for pair in pairs:
         _, t2s = links_of(pair)
-        for t, word in enumerate(pair.tgt):
+        for t, word in enumerate(de(pair)):
             sources = [pair.src[s] for s in t2s[t]]
             if word in DE_FINITE or not set(sources) & EN_VERB_WORDS:
                 continue
-            assert pair.tgt[t + 1] in {",", "."} | DE_FINITE, show_pair(pair)
+            assert de(pair)[t + 1] in {",", "."} | DE_FINITE, show_pair(pair)
             seen_prefix += word in {v.de_particle for v in lx.VERBS}
             seen_participle += word in {v.de_participle for v in ALL_VERBS}
     assert seen_prefix > 30 and seen_participle > 300
@@ -299,7 +317,7 @@ def test_show_pair_lists_each_german_word_with_its_sources():
     pair = render(Sentence(Clause(NounPhrase("man"), "see", lx.PRESENT, NounPhrase("dog")), adverb="today"))
     text = show_pair(pair)
     assert "EN: 0:today 1:the 2:man 3:sees 4:the 5:dog 6:." in text
-    assert "DE: 0:heute 1:sieht 2:der 3:mann 4:den 5:hund 6:." in text
+    assert "DE: 0:Heute 1:sieht 2:der 3:Mann 4:den 5:Hund 6:." in text
     assert any(line.split() == ["1", "sieht", "<-", "3:sees"] for line in text.splitlines())
 
 
@@ -318,41 +336,41 @@ GOLDEN = [
     (
         Sentence(Clause(NP("man"), "see", lx.PRESENT, NP("dog")), adverb="today"),
         "today the man sees the dog .",
-        "heute sieht der mann den hund .",
+        "Heute sieht der Mann den Hund .",
         [(0, 0), (1, 2), (2, 3), (3, 1), (4, 4), (5, 5), (6, 6)],
     ),
     (
         Sentence(Clause(NP("man"), "sell", lx.PRESENT, NP("car")), link="because",
                  sub=Clause(NP("woman"), "read", lx.PRESENT, NP("book"))),
         "the man sells the car , because the woman reads the book .",
-        "der mann verkauft das auto , weil die frau das buch liest .",
+        "Der Mann verkauft das Auto , weil die Frau das Buch liest .",
         [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8), (9, 11), (10, 9),
          (11, 10), (12, 12)],
     ),
     (
         Sentence(Clause(NP("child", plural=True), "see", lx.PERFECT, NP("bird", definite=False, adjective="old"))),
         "the children have seen an old bird .",
-        "die kinder haben einen alten vogel gesehen .",
+        "Die Kinder haben einen alten Vogel gesehen .",
         [(0, 0), (1, 1), (2, 2), (3, 6), (4, 3), (5, 4), (6, 5), (7, 7)],
     ),
     (
         Sentence(Clause(NP("woman"), "call", lx.PRESENT, NP("doctor"))),
         "the woman calls the doctor .",
-        "die frau ruft den arzt an .",
+        "Die Frau ruft den Arzt an .",
         [(0, 0), (1, 1), (2, 2), (2, 5), (3, 3), (4, 4), (5, 6)],
     ),
     (
         Sentence(Clause(NP("girl"), "think"), link="that",
                  sub=Clause(NP("man"), "call", lx.PRESENT, NP("mother"))),
         "the girl thinks that the man calls the mother .",
-        "das mädchen denkt , dass der mann die mutter anruft .",
+        "Das Mädchen denkt , dass der Mann die Mutter anruft .",
         [(0, 0), (1, 1), (2, 2), (3, 3), (3, 4), (4, 5), (5, 6), (6, 9), (7, 7), (8, 8), (9, 10)],
     ),
     (
         Sentence(Clause(NP("teacher"), "paint", lx.PAST, NP("house", adjective="small"), "with",
                         NP("dog", plural=True))),
         "the teacher painted the small house with the dogs .",
-        "der lehrer hat das kleine haus mit den hunden gemalt .",
+        "Der Lehrer hat das kleine Haus mit den Hunden gemalt .",
         [(0, 0), (1, 1), (2, 2), (2, 9), (3, 3), (4, 4), (5, 5), (6, 6), (7, 7), (8, 8), (9, 10)],
     ),
     (
@@ -360,7 +378,7 @@ GOLDEN = [
                  link="although", sub=Clause(NP("cook", plural=True), "switch", lx.PERFECT, NP("lamp")),
                  sub_first=True),
         "although the cooks have switched off the lamp , a cat eats an egg .",
-        "obwohl die köche die lampe ausgeschaltet haben , isst eine katze ein ei .",
+        "Obwohl die Köche die Lampe ausgeschaltet haben , isst eine Katze ein Ei .",
         [(0, 0), (1, 1), (2, 2), (3, 6), (4, 5), (5, 5), (6, 3), (7, 4), (8, 7), (9, 9), (10, 10),
          (11, 8), (12, 11), (13, 12), (14, 13)],
     ),
@@ -368,14 +386,14 @@ GOLDEN = [
         Sentence(Clause(NP("girl", definite=False, adjective="tired"), "look", lx.PRESENT,
                         NP("bag", definite=False, adjective="green"), "behind", NP("car"))),
         "a tired girl looks for a green bag behind the car .",
-        "ein müdes mädchen sucht eine grüne tasche hinter dem auto .",
+        "Ein müdes Mädchen sucht eine grüne Tasche hinter dem Auto .",
         [(0, 0), (1, 1), (2, 2), (3, 3), (4, 3), (5, 4), (6, 5), (7, 6), (8, 7), (9, 8), (10, 9),
          (11, 10)],
     ),
     (
         Sentence(Clause(NP("friend", plural=True), "pick", lx.PRESENT, NP("key")), adverb="now"),
         "now the friends pick up the key .",
-        "jetzt heben die freunde den schlüssel auf .",
+        "Jetzt heben die Freunde den Schlüssel auf .",
         [(0, 0), (1, 2), (2, 3), (3, 1), (4, 6), (5, 4), (6, 5), (7, 7)],
     ),
 ]  # fmt: skip

@@ -7,6 +7,8 @@ import json
 import pytest
 
 from xattn_edu.common.errors import UserError
+from xattn_edu.translate.config import TokenizerConfig
+from xattn_edu.translate.corpus import fit_tokenizers
 from xattn_edu.translate.data.synthetic import make_splits
 from xattn_edu.translate.tokenizers import (
     BOS_ID,
@@ -154,3 +156,43 @@ def test_loading_bad_files(tmp_path):
     (tmp_path / "kind.json").write_text('{"kind": "bpe-of-my-own"}', encoding="utf-8")
     with pytest.raises(UserError, match="unknown tokenizer kind"):
         load_tokenizer(tmp_path / "kind.json")
+
+
+# --- the training text's form (issue 12, fault 6) --------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["word", "sentencepiece"])
+def test_typed_text_reads_like_the_training_text(kind, splits):
+    """Regression: "the dog sees the man." and upper case used to become unknown words."""
+    cfg = TokenizerConfig(kind=kind, vocab_size=300)
+    tok, tgt = fit_tokenizers(cfg, [(p.src_text, p.tgt_text) for p in splits.train])
+    assert tok.form.lowercase and tok.form.split_punctuation  # the English side's form
+    assert not tgt.form.lowercase and tgt.form.split_punctuation  # the German side's
+    expected = tok.encode("the dog sees the man .")
+    for typed in ("the dog sees the man.", "THE DOG SEES THE MAN .", "The dog sees the man."):
+        assert tok.encode(typed) == expected, typed
+        assert tok.unknown(typed) == []
+
+
+def test_the_form_travels_with_the_tokenizer(tmp_path, splits, sentencepiece):
+    word = WordTokenizer.train(p.tgt_text for p in splits.train)
+    for tok in (word, sentencepiece):
+        again = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
+        assert again.form == tok.form and again == tok
+    assert not word.form.lowercase  # German is written with capitals
+
+
+def test_a_tokenizer_saved_before_forms_infers_its_form_from_its_vocabulary(splits):
+    tok = WordTokenizer.train(p.src_text for p in splits.train)
+    old = {key: value for key, value in tok.to_dict().items() if key != "form"}
+    assert tokenizer_from_dict(old).form == tok.form
+
+
+def test_unknown_lists_the_words_the_vocabulary_lacks_and_specials_typed_as_text():
+    tok = WordTokenizer.train(["the dog sees the man ."])
+    assert tok.unknown("The zebra sees the <eos> man.") == ["zebra", "<eos>"]
+    assert tok.encode("<eos> <pad>") == [UNK_ID, UNK_ID]  # never the special ids
+
+
+def test_sentencepiece_unknown_names_the_characters(sentencepiece):
+    assert sentencepiece.unknown("the dog ✓ sees") == ["✓"]

@@ -170,7 +170,9 @@ def test_multi30k_code_path_runs_on_cpu_with_a_tiny_override(tmp_path):
     assert result.step == 2
     loaded = checkpoint.load_model(tmp_path / "out")
     assert isinstance(loaded.src_tokenizer, SentencePieceTokenizer)
-    assert loaded.src_tokenizer == loaded.tgt_tokenizer  # one joint vocabulary
+    assert loaded.src_tokenizer.model_bytes == loaded.tgt_tokenizer.model_bytes  # one joint vocabulary
+    # each side keeps its own form: the (synthetic) German source has capitals, the English target none
+    assert not loaded.src_tokenizer.form.lowercase and loaded.tgt_tokenizer.form.lowercase
     assert loaded.src_tokenizer.vocab_size <= 150
 
 
@@ -235,7 +237,7 @@ def one_step_run(tmp_path_factory):
 @pytest.mark.parametrize(
     ("problem", "match"),
     [("mismatch", "has 60 lines but"), ("empty", "the file is empty"), ("corrupt_gz", "damaged or incomplete gzip"),
-     ("missing", "no such file"), ("blank_line", "empty sentence")],
+     ("missing", "no such file"), ("blank_line", "train.de, line 60: empty sentence")],
 )  # fmt: skip
 def test_cli_bad_text_files_never_touch_an_existing_checkpoint(tmp_path, cli_user_error, one_step_run, problem, match):
     src, tgt = _text_pair_files(tmp_path)

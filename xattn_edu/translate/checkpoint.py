@@ -89,7 +89,7 @@ class Checkpoint:
     config: RunConfig  # the run's settings, vocabulary sizes filled in
     model: dict[str, Tensor]  # the Seq2Seq state_dict()
     src_tokenizer: Tokenizer  # source text → ids
-    tgt_tokenizer: Tokenizer  # target ids → text (the same object when shared)
+    tgt_tokenizer: Tokenizer  # target ids → text (a joint model: the same model, the target side's form)
     step: int  # optimizer steps taken
     resume: ResumeState | None = None  # None: weights only, nothing to continue
 

@@ -11,7 +11,8 @@
 
 Every setting has a dotted key (``model.pre_norm``, ``optim.lr``, ``seed``): :func:`setting_types`
 lists them with their types and :meth:`RunConfig.with_values` changes them (the ``xattn train
---set KEY=VALUE`` option goes through it).
+--set KEY=VALUE`` option goes through it). Every number has a valid range (:data:`LIMITS`),
+checked before anything is built, so a wrong value is a one-line :class:`UserError` naming it.
 
 The vocabulary sizes are only known once the tokenizers are fitted, so a preset's model config
 holds 0 for them (:func:`model_config`); training fills them in with
@@ -26,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,12 @@ class DataConfig:
     val_src: Path | None = None  # text: validation sources or TSV (None: hold out training pairs)
     val_tgt: Path | None = None  # text: validation translations (None with val_src: val_src is a TSV)
     data_dir: Path | None = None  # multi30k: folder holding the files (None: download them into the cache)
+    tgt_lang: str | None = None  # target language code ("ja", "zh", "de"); picks BLEU's tokenizer (None: see below)
+
+    @property
+    def target_language(self) -> str | None:
+        """``tgt_lang``, else the data source's target language (synthetic: "de", multi30k: "en"), else None."""
+        return self.tgt_lang or {"synthetic": "de", "multi30k": "en"}.get(self.source)
 
     def __post_init__(self):
         if self.source not in DATA_SOURCES:
@@ -79,6 +86,8 @@ class DataConfig:
             raise UserError("a validation target file needs its validation source file (--val-src)")
         if self.source != "text" and any(getattr(self, name) is not None for name in TEXT_FILES):
             raise UserError(f"training and validation files are for the 'text' data source, not {self.source!r}")
+        if self.source != "multi30k" and self.data_dir is not None:
+            raise UserError(f"--data-dir names a folder of Multi30k files; this run's data source is {self.source!r}")
 
 
 @dataclass(frozen=True)
@@ -112,8 +121,6 @@ class OptimConfig:
         object.__setattr__(self, "betas", tuple(self.betas))  # a list after a JSON or checkpoint round trip
         if self.schedule not in ("cosine", "inverse_sqrt"):
             raise UserError(f"schedule must be 'cosine' or 'inverse_sqrt', got {self.schedule!r}")
-        if self.steps < 1 or self.max_tokens < 1 or self.lr <= 0:
-            raise UserError(f"steps, max_tokens, lr must be positive: {self.steps}, {self.max_tokens}, {self.lr}")
 
 
 @dataclass(frozen=True)
@@ -134,8 +141,7 @@ class RunConfig:
     compile: bool = False  # CUDA only: torch.compile the model
 
     def __post_init__(self):
-        if self.log_every < 1:
-            raise UserError(f"log_every must be at least 1, got {self.log_every}")
+        check_limits({key: self.value(key) for key in LIMITS})
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict of str, int, float, bool, None and tuples (saved in checkpoints)."""
@@ -171,6 +177,7 @@ class RunConfig:
             if key not in known:
                 fixed = " (filled in from the fitted tokenizers)" if key in FILLED_AT_SETUP else ""
                 raise UserError(f"unknown setting {key!r}{fixed}; valid keys: {', '.join(known)}")
+        check_limits(values)  # before the sections are built: Seq2SeqConfig divides by n_heads
         return self._replaced(values)
 
     def with_vocabularies(self, src_vocab: int, tgt_vocab: int, pad_id: int) -> RunConfig:
@@ -200,6 +207,37 @@ class RunConfig:
             return dataclasses.replace(self, **top, **sections)
         except ValueError as err:  # Seq2SeqConfig's own checks
             raise UserError(str(err)) from err
+
+
+def _at_least(low: int) -> tuple[Callable[[float], bool], str]:
+    return (lambda x: x >= low), f"at least {low}"
+
+
+_POSITIVE = ((lambda x: x > 0), "positive")
+_FRACTION = ((lambda x: 0 <= x < 1), "in [0, 1)")
+
+# The valid range of every numeric setting: key → (test, what it asks). A tuple setting
+# (optim.betas) has the range for each of its members.
+LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "model.d_model": _at_least(1), "model.n_heads": _at_least(1), "model.n_encoder_layers": _at_least(1),
+    "model.n_decoder_layers": _at_least(1), "model.d_ff": _at_least(1), "model.dropout": _FRACTION,
+    "model.max_len": _at_least(2),
+    "data.n_train": _at_least(1), "data.n_val": _at_least(0), "data.n_test": _at_least(0),
+    "tokenizer.min_count": _at_least(1), "tokenizer.vocab_size": _at_least(8),
+    "optim.steps": _at_least(1), "optim.max_tokens": _at_least(1), "optim.lr": _POSITIVE,
+    "optim.warmup": _at_least(0), "optim.weight_decay": _at_least(0), "optim.betas": _FRACTION,
+    "optim.label_smoothing": _FRACTION, "optim.clip_norm": _at_least(0),
+    "log_every": _at_least(1), "eval_every": _at_least(0), "val_sample": _at_least(0), "save_every": _at_least(0),
+}  # fmt: skip
+
+
+def check_limits(values: Mapping[str, Any]) -> None:
+    """:class:`UserError` naming the first setting in ``values`` outside its range in :data:`LIMITS`."""
+    for key, value in values.items():
+        if key in LIMITS:
+            test, wanted = LIMITS[key]
+            if not all(test(number) for number in (value if isinstance(value, tuple) else (value,))):
+                raise UserError(f"{key} must be {wanted}, got {value!r}")
 
 
 def _sections() -> dict[str, type]:

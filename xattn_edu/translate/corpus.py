@@ -10,7 +10,9 @@ A run's :class:`~xattn_edu.translate.config.DataConfig` names its data source:
   seeded sample of the training pairs is held out for validation. No test split.
 
 Tokenizers are fitted on the training split only: word-level for text that is already
-tokenized (the synthetic corpus), one joint sentencepiece model for both sides otherwise.
+tokenized (the synthetic corpus), one joint sentencepiece model for both sides otherwise. Each
+side's tokenizer records that side's written form (:mod:`xattn_edu.translate.textform`), so
+what users type is read like the training sources.
 
 Ids as the model sees them: a source is its tokens then ``<eos>``; a target is
 ``<bos>``, its tokens, ``<eos>`` (the decoder reads ``target[:-1]`` and predicts
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from xattn_edu.common.errors import UserError
 from xattn_edu.translate.config import DataConfig, RunConfig, TokenizerConfig
 from xattn_edu.translate.data import multi30k, synthetic
 from xattn_edu.translate.data.parallel_text import read_pairs
+from xattn_edu.translate.textform import TextForm
 from xattn_edu.translate.tokenizers import SentencePieceTokenizer, Tokenizer, WordTokenizer
 
 Pair = tuple[str, str]  # (source sentence, target sentence)
@@ -62,7 +66,7 @@ class Corpus:
     val: list[Pair]  # validation pairs
     test: list[Pair]  # test pairs (empty for plain files)
     src_tokenizer: Tokenizer  # source text → ids
-    tgt_tokenizer: Tokenizer  # target text → ids (the same object when shared)
+    tgt_tokenizer: Tokenizer  # target text → ids (a joint model: the same model, the target side's form)
 
 
 @dataclass
@@ -102,10 +106,13 @@ def encode_pairs(pairs: list[Pair], src_tok: Tokenizer, tgt_tok: Tokenizer, max_
     return encoded
 
 
-def _check_pairs(name: str, pairs: list[Pair]) -> list[Pair]:
+def check_pairs(pairs: list[Pair], src_name: str | Path, tgt_name: str | Path | None = None) -> list[Pair]:
+    """``pairs`` (one per line of ``src_name``, and of ``tgt_name`` if the targets have their own file) if no
+    side is blank; else :class:`UserError` naming the file and line of the first blank one."""
     for number, (src, tgt) in enumerate(pairs, start=1):
         if not src.strip() or not tgt.strip():
-            raise UserError(f"{name}, pair {number}: empty sentence (every line needs text on both sides)")
+            name = src_name if not src.strip() else tgt_name or src_name
+            raise UserError(f"{name}, line {number}: empty sentence (every pair needs text on both sides)")
     return pairs
 
 
@@ -113,9 +120,9 @@ def _text_splits(data: DataConfig) -> Splits:
     if data.train_src is None:
         raise UserError("the 'text' data source names no training files (--train-src); runs saved before "
                         "checkpoint format 2 did not record them")  # fmt: skip
-    train = _check_pairs(str(data.train_src), read_pairs(data.train_src, data.train_tgt))
+    train = check_pairs(read_pairs(data.train_src, data.train_tgt), str(data.train_src), data.train_tgt)
     if data.val_src is not None:
-        val = _check_pairs(str(data.val_src), read_pairs(data.val_src, data.val_tgt))
+        val = check_pairs(read_pairs(data.val_src, data.val_tgt), str(data.val_src), data.val_tgt)
         return Splits(train, val, [])
     n_val = min(data.n_val, len(train) // 10)
     if n_val == 0:
@@ -138,7 +145,7 @@ def load_splits(data: DataConfig) -> Splits:
     if data.source == "synthetic":
         return _synthetic_splits(data)
     if data.source == "multi30k":
-        return Splits(*(_check_pairs(f"Multi30k {name}", multi30k.load(name, data_dir=data.data_dir))
+        return Splits(*(check_pairs(multi30k.load(name, data_dir=data.data_dir), f"Multi30k {name}")
                         for name in SPLIT_NAMES))  # fmt: skip
     return _text_splits(data)
 
@@ -148,8 +155,9 @@ def fit_tokenizers(cfg: TokenizerConfig, train: list[Pair]) -> tuple[Tokenizer, 
     if cfg.kind == "word":
         src = WordTokenizer.train([s for s, _ in train], min_count=cfg.min_count)
         return src, WordTokenizer.train([t for _, t in train], min_count=cfg.min_count)
-    joint = SentencePieceTokenizer.train([s for s, _ in train] + [t for _, t in train], cfg.vocab_size)
-    return joint, joint
+    sources, targets = [s for s, _ in train], [t for _, t in train]
+    joint = SentencePieceTokenizer.train(sources + targets, cfg.vocab_size)
+    return joint.with_form(TextForm.infer(sources)), joint.with_form(TextForm.infer(targets))
 
 
 def build_corpus(cfg: RunConfig, *, tokenizers: tuple[Tokenizer, Tokenizer] | None = None) -> Corpus:

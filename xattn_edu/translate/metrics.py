@@ -1,39 +1,169 @@
 """Translation quality and attention diagnostics.
 
-* :func:`sacre_bleu`: corpus BLEU by sacreBLEU on detokenized text with its default settings
-  (mixed case, ``13a`` tokenizer, exponential smoothing), plus the signature string that
-  makes the number reproducible. (The synthetic corpus has no detokenized form: its own
-  space-separated text is scored, so there it equals the tokenized figure up to case.)
+* :func:`sacre_bleu`: corpus BLEU by sacreBLEU on detokenized text (mixed case, exponential
+  smoothing), plus the signature string that makes the number reproducible.
 * :func:`tokenized_bleu`: the figure translation tutorials usually report, "lowercased
-  tokenized BLEU". Here it is defined exactly as sacreBLEU with ``lowercase=True`` and the
-  ``13a`` tokenizer: both sides are lowercased, split into words and punctuation by the
-  WMT ``13a`` rules, and scored with 4-gram BLEU. On text that is already tokenized and
-  lowercased (the synthetic corpus) this equals BLEU over whitespace-split tokens.
+  tokenized BLEU": sacreBLEU with ``lowercase=True``, so both sides are lowercased, split into
+  tokens and scored with 4-gram BLEU.
+* :func:`chrf`: sacreBLEU's chrF (character n-gram F-score, chrF2): it needs no word tokenizer,
+  so it means the same in every language.
 * :func:`exact_match`: percentage of outputs equal to their reference (whitespace-normalised).
 * Alignment error rate (Och & Ney, 2003) of links read off cross-attention against gold
   word alignments: :func:`attention_links`, :func:`alignment_error_rate`, :func:`attention_aer`.
 * How spread out each attention row is: :func:`xattn_edu.chapters.spotlight.reference.attention_entropy`.
+
+**BLEU's tokenizer.** BLEU counts word n-grams, so it needs words. sacreBLEU's default ``13a``
+tokenizer splits on spaces and punctuation; a language written without spaces between words
+(Japanese, Chinese, Thai) then becomes one "word" per sentence, and even a perfect translation
+of a few sentences scores 0. :func:`choose_bleu_tokenizer` picks the tokenizer by this rule:
+
+1. the one the user names (``xattn evaluate --bleu-tokenize``), from :data:`BLEU_TOKENIZERS`;
+2. else the target language's: ``zh`` → ``zh``, ``ja`` → ``ja-mecab``, ``ko`` → ``ko-mecab``,
+   Thai, Lao, Khmer, Burmese, Tibetan, Dzongkha → ``char``, any other language → ``13a``;
+3. else, when most letters of the references are of a script written without spaces: any kana
+   → as ``ja``, else mostly Han → ``zh``, else ``char``;
+4. else ``13a``.
+
+``ja-mecab`` and ``ko-mecab`` need extra packages (``pip install "sacrebleu[ja]"`` or
+``"sacrebleu[ko]"``); without them ``char`` is used, with a warning. A warning is also given when
+the references look unspaced (:func:`looks_unspaced`) and the tokenizer in use splits only on
+spaces and punctuation (``13a``, ``intl``, ``none``), or when the tokenizer had to be guessed
+from the script. The tokenizer is always in the signature (``tok:char``).
 
 Scores are percentages (0-100) throughout; AER is a fraction (0 = perfect).
 """
 
 from __future__ import annotations
 
+import functools
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sacrebleu.metrics import BLEU
+from sacrebleu.metrics import BLEU, CHRF
 from torch import Tensor
+
+from xattn_edu.common.errors import UserError
 
 Link = tuple[int, int]  # (source index, target index)
 
+BLEU_TOKENIZERS = ("13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "none")
+"""sacreBLEU tokenizers offered (those that need no download); ``spm``/``flores`` fetch a model, so they are not."""
+_SPACE_BASED = frozenset({"13a", "intl", "none"})  # split on spaces (and punctuation) only
+_NEEDS_PACKAGES = {"ja-mecab": "sacrebleu[ja]", "ko-mecab": "sacrebleu[ko]"}
+_LANGUAGE_TOKENIZER = {"zh": "zh", "ja": "ja-mecab", "ko": "ko-mecab",
+                       **dict.fromkeys(("th", "lo", "km", "my", "bo", "dz"), "char")}  # fmt: skip
+# Code point ranges of scripts written without spaces between words: (first, last, script).
+_UNSPACED_SCRIPTS = (
+    (0x3040, 0x30FF, "kana"), (0x31F0, 0x31FF, "kana"), (0xFF66, 0xFF9F, "kana"),
+    (0x3400, 0x4DBF, "han"), (0x4E00, 0x9FFF, "han"), (0xF900, 0xFAFF, "han"), (0x20000, 0x3134F, "han"),
+    (0x0E00, 0x0EFF, "other"), (0x0F00, 0x0FFF, "other"), (0x1000, 0x109F, "other"), (0x1780, 0x17FF, "other"),
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
-class BleuScore:
-    """A corpus BLEU score and the sacreBLEU signature that describes how it was computed."""
+class Score:
+    """A corpus score (BLEU or chrF) and the sacreBLEU signature that describes how it was computed."""
 
     score: float  # 0-100
     signature: str  # e.g. "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+
+
+def _script(char: str) -> str | None:
+    """"kana", "han" or "other" for a letter of a script written without spaces, else None."""
+    point = ord(char)
+    return next((script for first, last, script in _UNSPACED_SCRIPTS if first <= point <= last), None)
+
+
+def _unspaced_scripts(sentences: Iterable[str]) -> tuple[float, dict[str, int]]:
+    """(share of letters in unspaced scripts, count of those letters by script)."""
+    letters, counts = 0, {"kana": 0, "han": 0, "other": 0}
+    for sentence in sentences:
+        for char in sentence:
+            if unicodedata.category(char)[0] == "L":
+                letters += 1
+                script = _script(char)
+                if script:
+                    counts[script] += 1
+    return (sum(counts.values()) / letters if letters else 0.0), counts
+
+
+def looks_unspaced(sentences: Iterable[str]) -> bool:
+    """Whether most letters of ``sentences`` belong to scripts written without spaces (CJK, Thai, ...)."""
+    return _unspaced_scripts(sentences)[0] > 0.5
+
+
+@functools.cache
+def _installed(tokenize: str) -> bool:
+    """Whether sacreBLEU can build this tokenizer here (the MeCab ones need extra packages)."""
+    try:
+        BLEU(tokenize=tokenize)
+    except RuntimeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class BleuTokenizer:
+    """The sacreBLEU tokenizer chosen for a target side, and what the user should know about it."""
+
+    name: str  # one of BLEU_TOKENIZERS
+    warnings: tuple[str, ...] = ()  # one line each
+
+
+def _usable(name: str, why: str) -> BleuTokenizer:
+    """``name``, or ``char`` with a warning when the packages ``name`` needs are missing."""
+    if name not in _NEEDS_PACKAGES or _installed(name):
+        return BleuTokenizer(name)
+    return BleuTokenizer("char", (f"{why} calls for the {name} BLEU tokenizer, which needs "
+                                  f"`pip install \"{_NEEDS_PACKAGES[name]}\"`; using char instead",))  # fmt: skip
+
+
+def _by_script(counts: dict[str, int], language: str | None) -> BleuTokenizer:
+    """The tokenizer for unspaced references whose language does not say (unknown, or a spaced one)."""
+    script = "kana" if counts["kana"] else max(counts, key=counts.get)  # only Japanese writes kana
+    chosen = _usable({"kana": "ja-mecab", "han": "zh", "other": "char"}[script], "the script of the references")
+    described = f"target language is {language}" if language else "target language is unknown"
+    label = {"kana": "Japanese", "han": "Chinese characters", "other": "Thai, Lao, Khmer, Burmese or Tibetan"}[script]
+    return BleuTokenizer(chosen.name, (*chosen.warnings, (
+        f"the references look unspaced ({label}) but the {described}; BLEU uses the "
+        f"{chosen.name} tokenizer, picked from the script (choose one with --bleu-tokenize)")))  # fmt: skip
+
+
+def check_bleu_tokenizer(name: str) -> None:
+    """:class:`UserError` unless ``name`` is in :data:`BLEU_TOKENIZERS` and its packages are installed."""
+    if name not in BLEU_TOKENIZERS:
+        raise UserError(f"unknown BLEU tokenizer {name!r}; choose one of {', '.join(BLEU_TOKENIZERS)}")
+    if not _installed(name):
+        raise UserError(f"the {name} BLEU tokenizer needs `pip install \"{_NEEDS_PACKAGES[name]}\"`")
+
+
+def choose_bleu_tokenizer(references: Sequence[str], *, language: str | None = None,
+                          override: str | None = None) -> BleuTokenizer:  # fmt: skip
+    """The sacreBLEU tokenizer for ``references`` (see the module doc for the rule).
+
+    Args:
+        references: the target-side sentences to be scored.
+        language: the target language's code ("ja", "de", "zh-Hans"), or None if unknown.
+        override: a tokenizer the user named; :class:`UserError` if unknown or not installed.
+    """
+    share, counts = _unspaced_scripts(references)
+    unspaced = share > 0.5
+    base = language.split("-")[0].lower() if language else None
+    if override is not None:
+        check_bleu_tokenizer(override)
+        chosen = BleuTokenizer(override)
+    elif base in _LANGUAGE_TOKENIZER:
+        chosen = _usable(_LANGUAGE_TOKENIZER[base], f"the target language {language}")
+    elif unspaced:
+        chosen = _by_script(counts, language)
+    else:
+        chosen = BleuTokenizer("13a")
+    if unspaced and chosen.name in _SPACE_BASED:
+        chosen = BleuTokenizer(chosen.name, (*chosen.warnings, (
+            f"the references look unspaced (no spaces between words) but the {chosen.name} BLEU tokenizer "
+            "splits only at spaces and punctuation, so BLEU is near 0; try --bleu-tokenize char, or read chrF")))
+    return chosen
 
 
 def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
@@ -43,22 +173,29 @@ def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
         raise ValueError("BLEU needs at least one sentence")
 
 
-def _bleu(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool) -> BleuScore:
+def _bleu(hypotheses: Sequence[str], references: Sequence[str], lowercase: bool, tokenize: str) -> Score:
     _check_pairs(hypotheses, references)
-    # force=True: the synthetic corpus is tokenized text by design; do not warn about it.
-    bleu = BLEU(lowercase=lowercase, tokenize="13a", force=True)
+    # force=True: user files may hold tokenized text; sacreBLEU would print a warning about it.
+    bleu = BLEU(lowercase=lowercase, tokenize=tokenize, force=True)
     score = bleu.corpus_score(list(hypotheses), [list(references)])
-    return BleuScore(score.score, str(bleu.get_signature()))
+    return Score(score.score, str(bleu.get_signature()))
 
 
-def sacre_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> BleuScore:
-    """sacreBLEU on detokenized text (one reference per sentence), case-sensitive, ``13a`` tokenizer."""
-    return _bleu(hypotheses, references, lowercase=False)
+def sacre_bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> Score:
+    """sacreBLEU on detokenized text (one reference per sentence), case-sensitive, with ``tokenize``."""
+    return _bleu(hypotheses, references, lowercase=False, tokenize=tokenize)
 
 
-def tokenized_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> BleuScore:
-    """Lowercased tokenized BLEU: lowercase, ``13a`` tokenization, 4-gram corpus BLEU (see module doc)."""
-    return _bleu(hypotheses, references, lowercase=True)
+def tokenized_bleu(hypotheses: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> Score:
+    """Lowercased tokenized BLEU: lowercase, ``tokenize`` (default ``13a``), 4-gram corpus BLEU."""
+    return _bleu(hypotheses, references, lowercase=True, tokenize=tokenize)
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> Score:
+    """sacreBLEU's chrF2 (character 6-grams, beta 2, case-sensitive, spaces ignored); no tokenizer needed."""
+    _check_pairs(hypotheses, references)
+    metric = CHRF()
+    return Score(metric.corpus_score(list(hypotheses), [list(references)]).score, str(metric.get_signature()))
 
 
 def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:

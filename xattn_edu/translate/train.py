@@ -410,7 +410,8 @@ def _report(s: Session, meter: _Meter, bar, result: TrainResult) -> None:
         bar.close()
         kept = f"the last checkpoint in {s.out_dir} is kept" if s.saved_any else "nothing was saved"
         raise UserError(f"training loss became {mean} between steps {since} and {s.step} (lr={s.cfg.optim.lr}); "
-                        f"stopped, {kept}. Try a lower --lr or more warmup.")  # fmt: skip
+                        f"stopped, {kept}. Try a lower learning rate or a longer warm-up "
+                        "(--set optim.lr=..., --set optim.warmup=...).")  # fmt: skip
     result.history.append((s.step, mean))
     speed = meter.tokens_total / max(meter.seconds(), 1e-9)
     bar.set_postfix(loss=f"{mean:.3f}", tgt_tok_s=f"{speed:,.0f}", refresh=False)

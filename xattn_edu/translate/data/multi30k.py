@@ -78,12 +78,12 @@ def _line_count_check(expected: int):
     return check
 
 
-def _offline_hint(folder: Path) -> str:
+def _offline_hint(folder: Path, reading: bool) -> str:
+    """What to do offline. ``reading``: the files are wanted for training or evaluation (which take
+    ``--data-dir``); otherwise for ``xattn data multi30k`` (which takes ``--cache-dir``)."""
     names = ", ".join(f"{name}.gz" for split in SPLITS for name in file_names(split))
-    return (
-        f"If you are offline, copy the Multi30k files ({names}; gzip'd or plain) into a folder "
-        f"and pass it with --data-dir (or put the .gz files in {folder})."
-    )
+    where = "and pass that folder with --data-dir" if reading else "(or choose another folder with --cache-dir)"
+    return f"If you are offline, copy the Multi30k files ({names}; gzip'd or plain) into {folder} {where}."
 
 
 def download(
@@ -92,8 +92,12 @@ def download(
     cache_dir: str | Path | None = None,
     base_url: str = BASE_URL,
     files: Mapping[str, RemoteFile] = FILES,
+    reading: bool = False,
 ) -> Path:
-    """Download (or resume) and verify the files of ``splits``; return the folder holding them."""
+    """Download (or resume) and verify the files of ``splits``; return the folder holding them.
+
+    ``reading``: called to read the files for training or evaluation (it only changes the offline hint).
+    """
     folder = Path(cache_dir) if cache_dir is not None else paths.data_dir() / "multi30k"
     for split in splits:
         for name in file_names(split):
@@ -103,7 +107,7 @@ def download(
                 folder / f"{name}.gz",
                 remote.checksum,
                 validate=_line_count_check(remote.lines),
-                hint=_offline_hint(folder),
+                hint=_offline_hint(folder, reading),
             )
     return folder
 
@@ -134,7 +138,7 @@ def load(
     if data_dir is not None:
         folder = Path(data_dir)
         if not folder.is_dir():
-            raise UserError(f"--data-dir {folder}: no such folder")
+            raise UserError(f"{folder}: no such folder (the Multi30k files; name their folder with --data-dir)")
     else:
-        folder = download((split,), cache_dir=cache_dir, base_url=base_url, files=files)
+        folder = download((split,), cache_dir=cache_dir, base_url=base_url, files=files, reading=True)
     return read_parallel(_find(folder, de_name), _find(folder, en_name))

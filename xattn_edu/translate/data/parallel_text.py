@@ -38,11 +38,18 @@ def read_lines(path: str | Path) -> list[str]:
         raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     except (OSError, EOFError, zlib.error) as err:
         raise UserError(f"{path}: damaged or incomplete gzip file ({err})") from err
-    lines = text.split("\n")
-    if lines[-1] == "":  # the line break ending the last line
-        lines.pop()
+    lines = split_lines(text)
     if not lines:
         raise UserError(f"{path}: the file is empty")
+    return lines
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text`` without their breaks (``\\n`` or ``\\r\\n``); empty lines are kept, and
+    the break ending the last line does not start another one."""
+    lines = text.split("\n")
+    if lines[-1] == "":  # the line break ending the last line (or no text at all)
+        lines.pop()
     return [line.removesuffix("\r") for line in lines]
 
 

@@ -8,16 +8,20 @@ must learn, on real words from :mod:`xattn_edu.translate.data.lexicon`:
   subject, accusative object, accusative after *für/ohne*, dative after *mit/hinter*,
   dative plural nouns in -n), *a/an* and *has/have* on the English side;
 * verb second: a fronted adverb or clause pushes the verb before the subject
-  ("today the man sees the dog" → "heute sieht der mann den hund");
+  ("today the man sees the dog" → "Heute sieht der Mann den Hund");
 * verb-final subordinate clauses after *weil/obwohl/dass*
-  ("…, because the woman reads the book" → "…, weil die frau das buch liest");
+  ("…, because the woman reads the book" → "…, weil die Frau das Buch liest");
 * a clause-final right bracket: perfect participles ("has seen" → "hat … gesehen"), the
   English simple past rendered as German perfect ("saw" → "hat … gesehen") and separable
   verbs ("calls" → "ruft … an", joined again in a subordinate clause: "anruft").
 
-Tokenization is deliberately trivial: lowercase words, with the comma and the full stop
-as tokens of their own, joined by single spaces (``pair.src_text``). Splitting on
-whitespace gives the tokens back.
+Tokenization is deliberately trivial: words, with the comma and the full stop as tokens of
+their own, joined by single spaces (``pair.src_text``, ``pair.tgt_text``). Splitting on
+whitespace gives the tokens back. The English side, the model's input, is all lower case (so
+input is normalised by lower-casing it; see :mod:`xattn_edu.translate.textform`); the German
+side is written as German is: nouns capitalised and the first word of the sentence too
+("Heute sieht der Mann den Hund ."). Scores compare German as written: exact match and BLEU
+run on the detokenized, cased text ("Heute sieht der Mann den Hund."), lower-cased BLEU besides.
 
 Alignments are ``(src_index, tgt_index)`` links. Every token on both sides is linked:
 article to article, a verb to each German part it becomes (finite verb, participle,
@@ -291,8 +295,13 @@ def _main_first(en: _English, sentence: Sentence) -> list[_DeToken]:
     return [*german, comma, *_subordinate(conjunction, _clause(en, sentence.sub, _VERB))]
 
 
+def sentence_case(word: str) -> str:
+    """``word`` with its first letter upper-case, the rest as it is ("heute" → "Heute", "Mann" stays)."""
+    return word[:1].upper() + word[1:]
+
+
 def render(sentence: Sentence) -> SentencePair:
-    """Render a planned sentence into an aligned English/German pair."""
+    """Render a planned sentence into an aligned English/German pair (German in sentence case)."""
     if (sentence.link is None) != (sentence.sub is None):
         raise ValueError("a sentence has a subordinate clause exactly when it has a link word")
     en = _English()
@@ -301,6 +310,7 @@ def render(sentence: Sentence) -> SentencePair:
     else:
         german = _main_first(en, sentence)
     german.append((".", (en.add("."),)))
+    german[0] = (sentence_case(german[0][0]), german[0][1])
     links = sorted((s, t) for t, (_, sources) in enumerate(german) for s in sources)
     return SentencePair(tuple(en.tokens), tuple(word for word, _ in german), tuple(links))
 
