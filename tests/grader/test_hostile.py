@@ -14,7 +14,16 @@ import json
 
 import pytest
 
-from tests.helpers.hostile_catalogue import CATALOGUE, CHAPTER, HONEST, Case, Place, expected_json, write_class
+from tests.helpers.hostile_catalogue import (
+    ATTACKS,
+    CATALOGUE,
+    CHAPTER,
+    HONEST,
+    Case,
+    Place,
+    expected_json,
+    write_class,
+)
 from xattn_edu.grader.classgrade import grade_class
 from xattn_edu.grader.pool import Limits
 from xattn_edu.grader.sandbox import process_limit_available
@@ -52,12 +61,17 @@ def _grade_and_check(cases: list[Case], tmp_path) -> None:
     assert {s: float(rows[s]["score"]) for s in rows} == {s: sum(v.values()) for s, v in expected.items()}
     for case in cases:
         page = (place.out / "feedback" / f"{case.student}.html").read_text(encoding="utf-8")
-        assert "_hidden(" not in page and "pristine" not in page, case.student  # no hidden test source
+        assert "grading.record(" not in page and "flagged for review" not in page, case.student  # hidden code, flags
 
 
 def test_a_reduced_catalogue_of_hostile_submissions_earns_nothing_and_harms_no_one(tmp_path):
     cases = _runnable(HONEST + [case for case in CATALOGUE if case.student in REDUCED])
     _grade_and_check(cases, tmp_path)
+
+
+def test_attacks_on_the_grader_itself_score_nothing_beside_honest_notebooks(tmp_path):
+    """Issue 11's two kinds and their relatives: each loses every cell it meant to fake, honest ones keep theirs."""
+    _grade_and_check(HONEST + ATTACKS, tmp_path)
 
 
 @pytest.mark.slow
@@ -69,3 +83,6 @@ def test_the_catalogue_covers_each_kind_of_attack():
     names = {case.student for case in CATALOGUE}
     assert REDUCED <= names
     assert {case.status for case in CATALOGUE} == {"graded", "error"}  # "timeout": see test_classgrade.py
+    attacks = {case.student for case in ATTACKS}
+    assert {"kind1_checks_switched_off", "kind2_guard_switched_off", "registry_patched", "record_forged", "settrace",
+            "display_hooks", "sys_modules", "gc_walk", "frame_tricks", "answer_file"} <= attacks

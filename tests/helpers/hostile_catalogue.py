@@ -1,8 +1,9 @@
 """Hostile and broken submissions of Chapter 1, each with the outcome the class grader must give it.
 
 Every case is built from the chapter's solution notebook by editing cells (``grading_helpers``).
-``tests/test_hostile.py`` grades them (a reduced set by default, all of them in a slow test) in one
-``grade_class`` run beside honest submissions; ``benchmarks/grading.py`` mixes them into a simulated
+``tests/grader/test_hostile.py`` grades them (a reduced set by default, all of them in a slow test) in
+one ``grade_class`` run beside honest submissions; :data:`ATTACKS` are attacks on the grader itself
+(issue 11), graded the same way; ``benchmarks/grading.py`` mixes them into a simulated
 class. A case names the exercises it must lose; every other exercise must keep its full points.
 """
 
@@ -34,6 +35,7 @@ SOFTMAX = {"softmax_tests", "softmax_stability_tests"}
 SOFT_LOOKUP = {"soft_lookup_tests", "soft_lookup_batch_tests"}
 EQUAL_SCORES = {"equal_scores_tests", "orthogonal_query_tests", "no_equal_scores_tests"}
 EVERYTHING = set(POINTS)
+AFTER_SOFTMAX = EVERYTHING - RELEVANCE  # every graded cell after the softmax solution cell
 
 NAIVE_SOFTMAX = """
 exps = np.exp(scores)
@@ -226,6 +228,128 @@ for _folder in pathlib.Path({str(place.submissions)!r}).iterdir():
     return _bytes(_append_to_cell(_solution(), "equal_scores_solution", attack))
 
 
+# ----------------------------------------------------------------------------- attacks on the grader itself
+# Each pairs a wrong (or absent) implementation with an attack on the machinery that would catch it. The
+# scan flags every one of them (so, with on_flag = "zero", every graded cell after the attack scores 0);
+# the out-of-process verdict alone would also fail every cell the attack meant to fake (no record, or a
+# record whose values are wrong for the grader's hidden inputs).
+
+def _attack(cell: str, code: str, *, naive: bool = True) -> Callable[[Place], bytes]:
+    def make(place: Place) -> bytes:
+        notebook = replace_solution(_solution(), "softmax_solution", NAIVE_SOFTMAX) if naive else _solution()
+        return _bytes(_append_to_cell(notebook, cell, code))
+
+    return make
+
+
+KIND_1 = """
+# Kind 1: the grader's defences live in my process, so switch them off (checks, record, registry).
+grading.check = lambda *args, **kwargs: print("all visible checks passed.")
+grading.record = lambda *args, **kwargs: None
+"""
+KIND_2 = """
+# Kind 2: switch off the profiler the reference guard installs, then call the reference by name.
+import importlib
+import sys
+import threading
+
+sys.setprofile = threading.setprofile = lambda *args: None
+_reference = importlib.import_module("xattn_edu.chapters.library_lookup.reference")
+
+def stable_softmax(scores, axis=-1):
+    return _reference.softmax(scores, axis=axis)
+"""
+REGISTRY = """
+# Replace the exercise a test cell looks up by one with no cases and a judge that accepts anything.
+import dataclasses
+
+_always = dataclasses.replace(grading.EXERCISES["softmax_stability_tests"], visible=lambda: [],
+                              hidden=lambda rng: [], judge=lambda case, got, expected: None)
+grading.EXERCISES.by_id.update({"softmax_stability_tests": _always})
+"""
+TRANSPORT = """
+# Forge the record the grader reads: publish one with the right grade_id but copied visible answers.
+from IPython.display import publish_display_data
+
+def _forge(grade_id, student):
+    publish_display_data({"application/vnd.xattn.record+json": {"chapter": "01_library_lookup",
+                          "grade_id": grade_id, "seed": 0, "results": []}})
+
+grading.record = _forge
+"""
+SETTRACE = """
+# Skip the checks line by line: a tracer that makes every call into the grading modules return at once.
+import sys
+
+def _skip(frame, event, arg):
+    if "support/exercise" in frame.f_code.co_filename:
+        raise StopIteration
+    return _skip
+
+sys.settrace(_skip)
+"""
+DISPLAY_HOOK = """
+# Hide failures: replace IPython's error display and output publisher.
+ip = get_ipython()
+ip.showtraceback = lambda *args, **kwargs: None
+ip.display_pub.publish = lambda *args, **kwargs: None
+"""
+SYS_MODULES = """
+# Swap the chapter's checks module for a fake one in sys.modules, then re-import it as the test cells do.
+import sys
+import types
+
+_fake = types.ModuleType("xattn_edu.chapters.library_lookup.checks")
+_fake.check = _fake.record = lambda *args, **kwargs: None
+sys.modules["xattn_edu.chapters.library_lookup.checks"] = _fake
+"""
+GC_WALK = """
+# Find every Exercises registry through the garbage collector and empty it.
+import gc
+
+for _obj in gc.get_objects():
+    if type(_obj).__name__ == "Exercises":
+        _obj.by_id.clear()
+"""
+FRAMES = """
+# Reach the judge's frame from inside the student function and overwrite the expected value.
+import sys
+
+def stable_softmax(scores, axis=-1):
+    frame = sys._getframe(1)
+    while frame is not None:
+        frame.f_locals.pop("expected", None)
+        frame = frame.f_back
+    exps = np.exp(scores)
+    return exps / np.sum(exps, axis=axis, keepdims=True)
+"""
+ANSWER_FILE = """
+# Write the file the grader reads: the autograded notebook, with every test cell's outputs cleared.
+import json
+import pathlib
+
+for _path in pathlib.Path("..").rglob("*.ipynb"):
+    _nb = json.loads(_path.read_text())
+    for _cell in _nb["cells"]:
+        _cell["outputs"] = []
+    _path.write_text(json.dumps(_nb))
+"""
+MEMORISED = """
+# No attack on the grader at all: answers memorised for the visible inputs only.
+_visible = {}
+for _case in grading.EXERCISES["softmax_stability_tests"].visible():
+    _scores = _case.args[0]
+    _exps = np.exp(_scores - np.max(_scores, axis=-1, keepdims=True))
+    _visible[_scores.tobytes()] = _exps / np.sum(_exps, axis=-1, keepdims=True)
+
+def stable_softmax(scores, axis=-1):
+    if scores.tobytes() in _visible:
+        return _visible[scores.tobytes()]
+    exps = np.exp(scores)
+    return exps / np.sum(exps, axis=axis, keepdims=True)
+"""
+
+
 def _corrupt_json(place: Place) -> bytes:
     return _bytes(_solution())[:5000]
 
@@ -281,34 +405,52 @@ def _untouched_release(place: Place) -> bytes:
 HONEST = [
     Case("honest_full", _honest),
     Case("honest_partial", _partial, lost={"softmax_stability_tests"}),
-    Case("honest_release", _untouched_release, lost=EVERYTHING, reason="not implemented yet"),
+    Case("honest_release", _untouched_release, lost=EVERYTHING, reason="is not done yet"),
 ]
 
 CATALOGUE = [
     Case("tampered_tests", _tampered_tests, lost=RELEVANCE),
     Case("duplicated_grade_id", _duplicated_grade_id, lost={"softmax_stability_tests"}),
     Case("reference_direct", _reference_direct, lost=SOFTMAX | SOFT_LOOKUP, reason="calls the reference"),
-    Case("reference_alias", _reference_alias, lost=RELEVANCE | SOFT_LOOKUP, reason="calls the reference"),
-    Case("reference_importlib", _reference_importlib, lost=EQUAL_SCORES, reason="calls the reference"),
-    Case("patched_checks", _patched_checks, lost=RELEVANCE | SOFT_LOOKUP | {"softmax_stability_tests"}),
-    Case("patched_builtins", _patched_builtins, lost={"softmax_stability_tests"}),
+    # importing the course package is flagged: every graded cell after it scores 0
+    Case("reference_alias", _reference_alias, lost=EVERYTHING, reason="calls the reference"),
+    Case("reference_importlib", _reference_importlib, lost=EQUAL_SCORES, reason="held for your instructor"),
+    Case("patched_checks", _patched_checks, lost=EVERYTHING),
+    Case("patched_builtins", _patched_builtins, lost=AFTER_SOFTMAX),
     Case("fake_pass", _fake_pass, lost=EVERYTHING),
-    Case("sys_exit", _sys_exit, lost=SOFTMAX | SOFT_LOOKUP, full=True),
+    Case("sys_exit", _sys_exit, lost=AFTER_SOFTMAX, full=True),
     Case("keyboard_interrupt", _keyboard_interrupt, lost=RELEVANCE | SOFT_LOOKUP, full=True),
-    Case("os_exit", _os_exit, status="error", reason="kernel died"),
+    # a kernel that dies costs only the cells it reached
+    Case("os_exit", _os_exit, lost=EQUAL_SCORES, reason="kernel died"),
     Case("infinite_loop", _infinite_loop, lost=SOFT_LOOKUP, reason="timed out"),
-    Case("unstoppable_loop", _unstoppable_loop, status="error", reason="did not stop when interrupted", full=True),
+    Case("unstoppable_loop", _unstoppable_loop, lost=EQUAL_SCORES, reason="did not stop when interrupted",
+         full=True),
     Case("memory_bomb", _memory_bomb, lost=SOFTMAX | SOFT_LOOKUP, reason="MemoryError"),
-    # The fork that fails at the process limit leaves the kernel's messages garbled ("Invalid Signature"),
-    # so nbgrader fails the whole notebook: 0 points, reason recorded, the other notebooks unaffected.
-    Case("fork_bomb", _fork_bomb, status="error", reason="autograde", needs_process_limit=True),
-    Case("vandal", _vandal),
+    # The fork that fails at the process limit is flagged (import os) and fails its own cell: every point lost,
+    # reason recorded, the other notebooks unaffected.
+    Case("fork_bomb", _fork_bomb, lost=EVERYTHING, reason="relevance_tests", needs_process_limit=True),
+    Case("vandal", _vandal, lost=EQUAL_SCORES),
     Case("corrupt_json", _corrupt_json, status="error", reason="not valid notebook JSON"),
     Case("other_chapter", _other_chapter, status="error", reason="02_spotlight"),
     Case("huge_outputs_10mb", _huge_outputs(10)),
     Case("huge_outputs_100mb", _huge_outputs(100), full=True),
     Case("non_utf8", _non_utf8, status="error", reason="not a notebook"),
-    Case("stderr_noise", _stderr_noise),
+    Case("stderr_noise", _stderr_noise, lost=AFTER_SOFTMAX),
+]
+
+ATTACKS = [
+    Case("kind1_checks_switched_off", _attack("softmax_solution", KIND_1), lost=AFTER_SOFTMAX),
+    Case("kind2_guard_switched_off", _attack("softmax_solution", KIND_2), lost=AFTER_SOFTMAX),
+    Case("registry_patched", _attack("softmax_solution", REGISTRY), lost=AFTER_SOFTMAX),
+    Case("record_forged", _attack("softmax_solution", TRANSPORT), lost=AFTER_SOFTMAX),
+    Case("settrace", _attack("softmax_solution", SETTRACE), lost=AFTER_SOFTMAX),
+    Case("display_hooks", _attack("softmax_solution", DISPLAY_HOOK), lost=AFTER_SOFTMAX),
+    Case("sys_modules", _attack("softmax_solution", SYS_MODULES), lost=AFTER_SOFTMAX),
+    Case("gc_walk", _attack("softmax_solution", GC_WALK), lost=AFTER_SOFTMAX),
+    Case("frame_tricks", _attack("softmax_solution", FRAMES), lost=AFTER_SOFTMAX),
+    Case("answer_file", _attack("softmax_solution", ANSWER_FILE), lost=AFTER_SOFTMAX),
+    Case("memorised_visible_answers", _attack("softmax_solution", MEMORISED), lost={"softmax_stability_tests"},
+         reason="softmax_stability_tests"),
 ]
 
 

@@ -6,9 +6,9 @@ pipeline, with two of its steps replaced or added:
 * :class:`XattnExecute` runs the notebook like nbgrader's ``Execute``, on Unix-socket kernels (no
   port races between kernels started side by side), with fast mode on for the grading kernel only,
   the grading run's seed for the hidden cases, a kernel forked by the kernel server when the grading
-  process has one (:mod:`xattn_edu.grader.kernels`), and a kernel death that costs only the cells it
-  reached: cells that completed keep their outputs and points, the cell that
-  was running gets the reason, the cells after it are marked as not run.
+  process has one (:mod:`xattn_edu.grader.kernels`), and a kernel that dies, or a cell that ignores
+  the interrupt at its time limit, costs only the cells it reached: cells that completed keep their
+  outputs and points, the cell that was running gets the reason, the cells after it are marked as not run.
 * :class:`VerifyResults` runs next. It scans the cells the student controls
   (:mod:`xattn_edu.grader.scan`) and asks the verifier (:mod:`xattn_edu.grader.verifier`, a separate
   process no submitted code runs in) to judge what each test cell recorded. A test cell whose verdict
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Enum
@@ -69,7 +69,7 @@ class XattnExecute(Execute):
         if server_running():
             kwargs["kernel_manager_class"] = ForkKernelManager
         super().__init__(*args, **kwargs)
-        self._died_in: int | None = None
+        self._stopped: tuple[int, str] | None = None  # (cell index, why) once the kernel can run nothing more
 
     def create_kernel_manager(self) -> Any:
         """nbclient's kernel manager, on Unix sockets: kernels started side by side never race for a TCP port."""
@@ -85,28 +85,32 @@ class XattnExecute(Execute):
     def preprocess(self, nb: NotebookNode, resources: dict, km: Any = None) -> tuple[NotebookNode, dict]:
         seed = secrets.randbits(31)
         resources.setdefault("xattn", {})["seed"] = seed
-        self._died_in = None
+        self._stopped = None
         with _environment({FAST_ENV: "1", SEED_ENV: str(seed)}):
             try:
                 return super().preprocess(nb, resources, km)
-            except DeadKernelError:  # raised again while shutting the dead kernel down
-                if self._died_in is None:
+            except (DeadKernelError, CellTimeoutError):  # raised again while shutting the kernel down
+                if self._stopped is None:
                     raise
                 return nb, resources
 
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
-        if self._died_in is not None:
+        if self._stopped is not None:
             if cell.cell_type == "code":
-                reason = f"the kernel died in notebook cell {self._died_in + 1}, before this cell ran"
+                reason = f"the kernel {self._stopped[1]} in notebook cell {self._stopped[0] + 1}, before this cell ran"
                 cell.outputs = [error_output("NotRun", reason)]
             return cell, resources
         try:
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
-            self._died_in = index
+            self._stopped = (index, "died")
             cell.outputs.append(error_output(
                 "KernelDied", "the kernel died while running this cell (a crash, os._exit, or the memory limit)"))
-            return cell, resources
+        except CellTimeoutError:
+            self._stopped = (index, "stopped responding")
+            cell.outputs.append(error_output(
+                "CellTimeoutError", "this cell ran past the time limit and did not stop when interrupted"))
+        return cell, resources
 
 
 def _graded_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
