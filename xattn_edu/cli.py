@@ -109,7 +109,7 @@ def _cmd_grade_class(args: argparse.Namespace) -> int:
     limits = Limits(**{name: value or None for name, value in given.items() if value is not None})
     solutions = Path(args.solutions) if args.solutions else None
     report = grade_class(args.chapter, args.submissions, args.out, limits=limits, regrade=args.regrade,
-                         progress=not args.no_progress, solutions=solutions)  # fmt: skip
+                         progress=not args.no_progress, solutions=solutions, name_pattern=args.name_pattern)
     print(json.dumps(report.to_dict()) if args.json else report.table())
     return 0
 
@@ -319,9 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     grade.set_defaults(func=_cmd_grade)
 
     grade_class = sub.add_parser("grade-class", help="grade every student's notebook of a chapter, in parallel")
-    grade_class.add_argument("chapter", metavar="CHAPTER", help="chapter name, e.g. 01_library_lookup")
+    grade_class.add_argument("chapter", metavar="CHAPTER", help="chapter name or number, e.g. 01_library_lookup or 01")
     grade_class.add_argument("submissions", metavar="SUBMISSIONS",
-                             help="folder with one sub-folder per student, or an LMS zip / folder of LMS files")
+                             help="folder with one sub-folder per student, or an LMS zip / folder of LMS files "
+                                  "(Canvas, Moodle, Blackboard, Gradescope)")
+    grade_class.add_argument("--name-pattern", metavar="REGEX",
+                             help="read the student from file names with this regular expression: its group "
+                                  "(?P<student>...) names the student, an optional (?P<attempt>...) orders "
+                                  "resubmissions")
     grade_class.add_argument("--out", metavar="DIR", help="results folder (default: ./graded/CHAPTER)")
     grade_class.add_argument("--workers", type=_number(int, 1), metavar="N",
                              help="notebooks graded at once (default: cores)")

@@ -51,11 +51,15 @@ def test_a_folder_per_student_picks_the_chapter_notebook_or_the_only_one(tmp_pat
     (tmp_path / "cat" / "a.ipynb").write_text("1")
     (tmp_path / "cat" / "b.ipynb").write_text("2")
     (tmp_path / "dan").mkdir()
-    found = {s.student: s for s in find_submissions(CHAPTER, tmp_path)}
+    result = find_submissions(CHAPTER, tmp_path)
+    found = {s.student: s for s in result.submissions}
     assert found["ann"].content == b"A"
     assert found["ben"].content == b"B"
     assert found["cat"].content is None and "2 notebooks, none named" in found["cat"].reason
     assert "dan" not in found  # a folder without notebooks is nobody's submission
+    skipped = {Path(s.source).name: s.reason for s in result.skipped}
+    assert "graded" in skipped["scratch.ipynb"] and "hidden" in skipped[f"{CHAPTER}-checkpoint.ipynb"]
+    assert {"a.ipynb", "b.ipynb"} <= set(skipped)  # nothing is dropped without a word
 
 
 def test_an_lms_zip_gives_students_by_login_and_takes_the_latest_resubmission(tmp_path):
@@ -66,13 +70,58 @@ def test_an_lms_zip_gives_students_by_login_and_takes_the_latest_resubmission(tm
         zf.writestr(f"doea_LATE_222_333_{CHAPTER}.ipynb", "late")
         zf.writestr(f"__MACOSX/._smithj_12345_67890_{CHAPTER}.ipynb", "junk")
         zf.writestr("readme.txt", "not a notebook")
-    found = {s.student: s.content for s in find_submissions(CHAPTER, archive)}
+    found = {s.student: s.content for s in find_submissions(CHAPTER, archive).submissions}
     assert found == {"smithj": b"second", "doea": b"late"}
 
 
 def test_loose_lms_files_in_a_folder_are_read_like_a_zip(tmp_path):
     (tmp_path / f"smithj_12345_67890_{CHAPTER}.ipynb").write_text("S")
-    assert [(s.student, s.content) for s in find_submissions(CHAPTER, tmp_path)] == [("smithj", b"S")]
+    assert [(s.student, s.content) for s in find_submissions(CHAPTER, tmp_path).submissions] == [("smithj", b"S")]
+
+
+def test_every_common_naming_scheme_finds_its_student_and_nothing_vanishes(tmp_path):
+    files = {
+        f"bob_{CHAPTER}.ipynb": "bob",  # loose: <student>_<chapter>
+        "carol.ipynb": "carol",  # loose: named after the student
+        f"jones_erin_12345_67890_{CHAPTER}.ipynb": "jones_erin",  # Canvas, a login with an underscore
+        f"{CHAPTER}_dvader_attempt_2024-09-15-10-30-45_{CHAPTER}.ipynb": "dvader",  # Blackboard
+        f"{CHAPTER}_dvader_attempt_2024-09-16-08-00-00_{CHAPTER}.ipynb": "dvader",  # ... a later attempt
+        f"Eve Smith_777_assignsubmission_file_/{CHAPTER}.ipynb": "Eve Smith_777",  # Moodle
+        f"submission_31415926/{CHAPTER}.ipynb": "submission_31415926",  # Gradescope
+        f"ann/{CHAPTER}.ipynb": "ann",  # a folder per student
+        f"{CHAPTER}.ipynb": None,  # the release itself, loose: nobody's
+    }
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    result = find_submissions(CHAPTER, tmp_path)
+    found = {s.student: s.content.decode() for s in result.submissions}
+    assert set(found) == {s for s in files.values() if s}
+    assert found["dvader"].startswith(f"{CHAPTER}_dvader_attempt_2024-09-16")  # the latest attempt
+    reasons = {Path(s.source).name: s.reason for s in result.skipped}
+    assert set(reasons) == {f"{CHAPTER}_dvader_attempt_2024-09-15-10-30-45_{CHAPTER}.ipynb", f"{CHAPTER}.ipynb"}
+    assert "belongs to no student" in reasons[f"{CHAPTER}.ipynb"]
+
+
+def test_a_name_pattern_reads_students_from_file_names_and_explains_itself(tmp_path):
+    (tmp_path / "hw1-s1234.ipynb").write_text("1")
+    (tmp_path / "hw1-s5678.ipynb").write_text("2")
+    (tmp_path / "notes.ipynb").write_text("3")
+    result = find_submissions(CHAPTER, tmp_path, r"^hw1-(?P<student>s\d+)\.ipynb$")
+    assert [s.student for s in result.submissions] == ["s1234", "s5678"]
+    assert [Path(s.source).name for s in result.skipped] == ["notes.ipynb"]
+    with pytest.raises(UserError, match=r"needs a group \(\?P<student>"):
+        find_submissions(CHAPTER, tmp_path, r"hw1-(s\d+)")
+    with pytest.raises(UserError, match="not a regular expression"):
+        find_submissions(CHAPTER, tmp_path, "(")
+
+
+def test_finding_no_student_at_all_is_an_error_that_says_why(tmp_path):
+    (tmp_path / f"{CHAPTER}.ipynb").write_text("the release")
+    with pytest.raises(UserError, match="no student's notebook found .*belongs to no student"):
+        find_submissions(CHAPTER, tmp_path)
+    with pytest.raises(UserError, match="no student's notebook found"):
+        find_submissions(CHAPTER, tmp_path / "..", r"^(?P<student>zzz)")
 
 
 def test_a_missing_or_unreadable_submissions_path_is_a_user_error(tmp_path):
@@ -248,11 +297,18 @@ def test_the_cli_refuses_an_unknown_chapter_in_one_line(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "99_nothing" in result.stderr
 
 
+def test_a_chapter_is_named_by_its_number_too_and_an_empty_class_is_an_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "xattn_edu.cli", "grade-class", "1", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "no student's notebook found" in result.stderr
+
+
 def test_a_notebook_is_refused_when_the_file_is_too_big_to_be_a_notebook(tmp_path, monkeypatch):
     import xattn_edu.grader.submissions as submissions
 
     monkeypatch.setattr(submissions, "MAX_NOTEBOOK_BYTES", 10)
     (tmp_path / "ann").mkdir()
     (tmp_path / "ann" / f"{CHAPTER}.ipynb").write_bytes(notebook_bytes(solution_notebook(CHAPTER)))
-    [submission] = find_submissions(CHAPTER, tmp_path)
+    [submission] = find_submissions(CHAPTER, tmp_path).submissions
     assert submission.content is None and "larger than" in submission.reason

@@ -155,3 +155,14 @@ def test_a_cell_pasted_from_another_chapter_is_graded_as_an_ordinary_cell(tmp_pa
     nb.cells.insert(3, copy.deepcopy(foreign))  # valid metadata, a grade_id this chapter's master does not know
     report = grade(nb, CHAPTER, tmp_path, solutions=FIXTURE_SOLUTIONS)
     assert report.score == report.max_score == 5
+
+
+def test_repeated_or_missing_cell_ids_leave_the_student_s_terminal_quiet(tmp_path, capsys):
+    raw = json.loads(nbformat.writes(solution_notebook(CHAPTER, FIXTURE_SOLUTIONS)))
+    raw["cells"][2]["id"] = raw["cells"][1]["id"]
+    del raw["cells"][3]["id"]
+    path = tmp_path / f"{CHAPTER}.ipynb"
+    path.write_text(json.dumps(raw))
+    assert main(["grade", str(path), "--solutions", str(FIXTURE_SOLUTIONS)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and "total" in captured.out

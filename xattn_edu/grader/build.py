@@ -53,16 +53,21 @@ def solutions_dir() -> Path:
 
 
 def find_chapters(names: Sequence[str] = (), solutions: Path | None = None) -> list[Chapter]:
-    """The chapters in ``solutions`` (default: the repository's), sorted; only ``names`` if given."""
+    """The chapters in ``solutions`` (default: the repository's), sorted; only ``names`` if given.
+
+    A name is a chapter's full name (``01_library_lookup``) or its number (``01`` or ``1``).
+    """
     folder = solutions if solutions is not None else solutions_dir()
     found = {p.stem: Chapter(p.stem, p) for p in sorted(folder.glob("*.py")) if CHAPTER_NAME.match(p.stem)}
     if not names:
         return list(found.values())
-    unknown = [name for name in names if name not in found]
+    numbered = {int(name[:2]): chapter for name, chapter in found.items()}
+    chosen = [found.get(name) or (numbered.get(int(name)) if name.isdigit() else None) for name in names]
+    unknown = [name for name, chapter in zip(names, chosen, strict=True) if chapter is None]
     if unknown:
         known = ", ".join(found) or "none"
         raise UserError(f"no chapter named {', '.join(unknown)} in {folder} (chapters: {known})")
-    return [found[name] for name in names]
+    return chosen
 
 
 def master_notebook(chapter: Chapter) -> NotebookNode:

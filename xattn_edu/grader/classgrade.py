@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xattn_edu.common.errors import UserError
-from xattn_edu.grader.build import CHAPTER_NAME, find_chapters
+from xattn_edu.grader.build import find_chapters
 from xattn_edu.grader.feedback import describe_flags, write_csv, write_feedback
 from xattn_edu.grader.gradebook import Gradebook, StudentGrade
 from xattn_edu.grader.master import Master, exercise_titles, grade_ids_by_chapter, load_master, load_masters
 from xattn_edu.grader.pool import Limits, Outcome, grade_all
 from xattn_edu.grader.report import ExerciseResult
-from xattn_edu.grader.submissions import Submission, find_submissions
+from xattn_edu.grader.submissions import Skipped, Submission, find_submissions
 from xattn_edu.grader.worker import GradingSetup
 
 
@@ -45,11 +45,13 @@ class ClassReport:
     grades: list[StudentGrade]  # every student found, sorted by id
     graded_now: int  # students graded in this run (the others were up to date)
     limits_in_force: dict = field(default_factory=dict)  # {"memory": bool, "processes": "cgroup"|"rlimit"|"none"}
+    skipped: list[Skipped] = field(default_factory=list)  # notebook files that are nobody's submission, and why
 
     def to_dict(self) -> dict:
-        """JSON-ready summary of the run: chapter, output folder, counts and every student's grade."""
+        """JSON-ready summary of the run: chapter, output folder, counts, every student's grade, skipped files."""
         return {"chapter": self.chapter, "out": str(self.out), "graded_now": self.graded_now,
-                "limits_in_force": self.limits_in_force, "students": [g.to_dict() for g in self.grades]}
+                "limits_in_force": self.limits_in_force, "students": [g.to_dict() for g in self.grades],
+                "skipped": [{"source": s.source, "reason": s.reason} for s in self.skipped]}
 
     def table(self) -> str:
         """A plain-text table: one row per student (score, status, reason), and the scan's flags under it."""
@@ -58,6 +60,7 @@ class ClassReport:
         for g in self.grades:
             rows.append(f"  {g.student:<{width}}  {g.score:>5g} / {g.max_score:<5g} {g.status:<8} {g.reason}")
             rows += [f"  {'':<{width}}  flagged: {describe_flags([flag])}" for flag in g.flags]
+        rows += [f"  skipped {s.source}: {s.reason}" for s in self.skipped]
         return "\n".join(rows)
 
 
@@ -89,24 +92,27 @@ def grade_class(
     regrade: bool = False,
     progress: bool = True,
     solutions: Path | None = None,
+    name_pattern: str | None = None,
 ) -> ClassReport:
     """Grade every student's notebook of ``chapter`` found in ``submissions``; see the module docstring.
 
     ``limits``: how each notebook is confined (default :class:`~xattn_edu.grader.pool.Limits`).
     ``regrade``: grade everyone, even those up to date. ``progress``: a progress bar on stderr.
     ``solutions``: the folder of chapter sources (default: the repository's ``solutions/``).
+    ``name_pattern``: how to read the student from file names (see :mod:`xattn_edu.grader.submissions`).
+    ``chapter`` is a chapter's name or number (``01``).
 
     Raises:
-        UserError: an unknown chapter, ``submissions`` is neither a folder nor a zip, bad limits.
+        UserError: an unknown chapter, ``submissions`` is neither a folder nor a zip or holds no student's
+            notebook, bad limits.
     """
-    if not CHAPTER_NAME.match(chapter):
-        raise UserError(f"{chapter!r} is not a chapter name (NN_slug, e.g. 01_library_lookup)")
     limits = limits or Limits()
     if not limits.workers or limits.workers < 1:
         raise UserError("--workers must be at least 1")
     master = load_master(find_chapters([chapter], solutions)[0])
+    chapter = master.chapter
     out = Path(out) if out is not None else default_out(chapter)
-    found = find_submissions(chapter, Path(submissions))
+    found = find_submissions(chapter, Path(submissions), name_pattern)
     gradebook = Gradebook(out / "gradebook.jsonl", chapter)
     titles = exercise_titles(master.notebook)
 
@@ -116,7 +122,7 @@ def grade_class(
         gradebook.add(grade)
 
     todo = []
-    for submission in found:
+    for submission in found.submissions:
         if submission.content is None:
             previous = gradebook.records.get(submission.student)
             if previous is None or (previous.status, previous.reason) != ("missing", submission.reason):
@@ -125,9 +131,9 @@ def grade_class(
             todo.append(submission)
     in_force = grade_all(todo, _setup(master, limits, solutions), limits, record, progress=progress) if todo else {}
     gradebook.rewrite()
-    grades = [gradebook.records[s.student] for s in found]
+    grades = [gradebook.records[s.student] for s in found.submissions]
     write_csv(out / "grades.csv", grades, master.exercises)
-    return ClassReport(chapter, out, grades, len(todo), in_force)
+    return ClassReport(chapter, out, grades, len(todo), in_force, found.skipped)
 
 
 def _setup(master: Master, limits: Limits, solutions: Path | None) -> GradingSetup:

@@ -22,6 +22,7 @@ is a :class:`~xattn_edu.common.errors.UserError`.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -129,7 +130,11 @@ def parse_notebook(raw: bytes, name: str) -> NotebookNode:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise UserError(f"{name}: not a notebook (the file is not valid notebook JSON: {err})") from err
     try:
-        return nbformat.reads(raw.decode("utf-8"), as_version=4)
+        with warnings.catch_warnings():
+            # Missing or repeated cell ids: nbformat fixes them and warns on stderr, which would only
+            # puzzle a student (the grader renumbers them anyway).
+            warnings.simplefilter("ignore")
+            return nbformat.reads(raw.decode("utf-8"), as_version=4)
     except Exception as err:  # nbformat raises several types for JSON that is not a notebook
         raise UserError(f"{name}: not a Jupyter notebook ({type(err).__name__})") from err
 
