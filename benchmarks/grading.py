@@ -1,15 +1,23 @@
-"""Class grading at scale: grade a simulated class of Chapter 1 and time it per number of workers.
+"""Class grading at scale: a simulated class of Chapter 1, graded by plain nbgrader and by ``grade_class``.
 
 The class mixes perfect, partial, broken and hostile submissions (the hostile ones come from
 ``tests/helpers/hostile_catalogue.py``: reference calls, patched checks, an infinite loop, a memory bomb,
-``os._exit``, corrupt JSON, ...). For each worker count, ``grade_class`` grades all of them from
-scratch (``--regrade``) and the script records the wall time, the median and p90 seconds per
-notebook, and the throughput. The floor is measured separately: starting a kernel and running the
-chapter's setup cell (its imports), which every notebook pays before its own code runs.
+``os._exit``, corrupt JSON, ...). In one run, on the same files:
+
+* **plain nbgrader**: ``nbgrader autograde`` in a course folder with nbgrader's own pipeline (what an
+  instructor without this package would run: one process, a new kernel per notebook, the same cell
+  time limit, under the same address-space cap so a memory bomb cannot take the machine down);
+* **ours**: ``grade_class`` for each worker count (``--regrade``: all from scratch), with its kernel
+  server, verifier and submission scan.
+
+The script records each wall time, the median and p90 seconds per notebook, the throughput, the
+ratio plain / ours, and whether our scores are the catalogue's expected ones. The floor is measured
+separately: starting a kernel and running the chapter's setup cell (its imports), which every notebook
+pays before its own code runs when it is not forked from a kernel server.
 
     python benchmarks/grading.py [--students 40] [--workers 1,2] [--cell-timeout 10] [--out results.json]
 
-Prints one JSON object (hardware, date, load averages, one row per worker count).
+Prints one JSON object (hardware, date, load averages, one row per grader).
 """
 
 from __future__ import annotations
@@ -68,6 +76,51 @@ def kernel_floor(repeats: int) -> dict:
             "repeats": repeats}
 
 
+PLAIN_CONFIG = """\
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = "bench"
+c.ExecutePreprocessor.timeout = {timeout}
+c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}}
+"""
+
+
+def run_plain_nbgrader(students: int, cell_timeout: int, memory_mb: int, folder: Path) -> dict:
+    """``nbgrader autograde`` (nbgrader's own pipeline) over the same class, in one process, timed."""
+    import resource
+    import subprocess
+
+    from tests.helpers.grading import solution_notebook
+    from xattn_edu.grader.build import notebook_bytes
+
+    course = folder / "plain-course"
+    (course / "source" / CHAPTER).mkdir(parents=True)
+    (course / "source" / CHAPTER / f"{CHAPTER}.ipynb").write_bytes(notebook_bytes(solution_notebook(CHAPTER)))
+    (course / "nbgrader_config.py").write_text(PLAIN_CONFIG.format(timeout=cell_timeout))
+    place = Place(folder / "plain-submissions", folder / "plain-out")
+    cases = simulated_class(students)
+    write_class(cases, place)
+    for case in cases:
+        target = course / "submitted" / case.student / CHAPTER
+        target.mkdir(parents=True)
+        (target / f"{CHAPTER}.ipynb").write_bytes((place.submissions / case.student / f"{CHAPTER}.ipynb").read_bytes())
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
+
+    env = {**os.environ, "XATTN_FAST": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run(["nbgrader", "generate_assignment", CHAPTER, "--force"], cwd=course, env=env, check=True,
+                   capture_output=True)
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    done = subprocess.run(["nbgrader", "autograde", CHAPTER, "--force"], cwd=course, env=env, capture_output=True,
+                          text=True, preexec_fn=cap)
+    wall = time.perf_counter() - t0
+    return {"grader": "plain nbgrader autograde", "workers": 1, "students": len(cases), "wall_s": round(wall, 1),
+            "notebooks_per_minute": round(60 * len(cases) / wall, 1), "exit_status": done.returncode,
+            "graded_notebooks": len(list((course / "autograded").glob(f"*/{CHAPTER}/{CHAPTER}.ipynb"))),
+            "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2)}
+
+
 def run(students: int, workers: int, cell_timeout: int, folder: Path) -> dict:
     place = Place(folder / "submissions", folder / f"graded-{workers}")
     cases = simulated_class(students)
@@ -80,6 +133,7 @@ def run(students: int, workers: int, cell_timeout: int, folder: Path) -> dict:
     seconds = sorted(g.seconds for g in report.grades)
     expected = {c.student: sum(c.expected_scores().values()) for c in cases}
     return {
+        "grader": "xattn grade-class",
         "workers": workers,
         "students": len(cases),
         "wall_s": round(wall, 1),
@@ -102,6 +156,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--cell-timeout", type=int, default=10, help="seconds per cell (the infinite loop pays it)")
     parser.add_argument("--floor-repeats", type=int, default=3)
+    parser.add_argument("--no-plain", action="store_true", help="skip plain nbgrader (ours only)")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -115,9 +170,16 @@ def main() -> None:
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="xattn-bench-grading-") as folder:
+        if not args.no_plain:
+            result["runs"].append(run_plain_nbgrader(args.students, args.cell_timeout, 3072, Path(folder)))
+            print(json.dumps(result["runs"][-1]), file=sys.stderr)
         for workers in [int(w) for w in args.workers.split(",")]:
             result["runs"].append(run(args.students, workers, args.cell_timeout, Path(folder) / f"w{workers}"))
             print(json.dumps(result["runs"][-1]), file=sys.stderr)
+    plain = [r["wall_s"] for r in result["runs"] if r["grader"].startswith("plain")]
+    if plain:
+        result["speedup_vs_plain_nbgrader"] = {str(r["workers"]): round(plain[0] / r["wall_s"], 2)
+                                               for r in result["runs"] if not r["grader"].startswith("plain")}
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
