@@ -294,7 +294,8 @@ print("source ids        ", tuple(example.src.shape), "(B, Ts)")
 print("decoder input ids ", tuple(example.tgt_in.shape), "(B, Tt): BOS, then the target shifted right")
 print("logits            ", tuple(model(example.src, example.tgt_in).shape), "(B, Tt, V)")
 print("cross-attention   ", [tuple(w.shape) for w in positions.cross_weights(model, example)], "(B, h, Tt, Ts) per layer")
-print("relative table    ", tuple(model.relative.bias.weight.shape), "(2M + 1, h), M = the longest distance")
+relative = model.decoder_layers[0].cross_attn.relative  # a RelativePositionBias inside the cross-attention
+print("relative table    ", tuple(relative.bias.weight.shape), "(2M + 1, h), M = the longest distance")
 
 # %% [markdown]
 # ### Watch it learn
@@ -376,11 +377,10 @@ print("\n".join(positions.placement_findings(placement_results)))
 # columns of the three A's in the `none` and `queries` panels: in every row they are the same colour.
 
 # %%
-maps, titles = [], []
-for result in placement_results:
-    best_head = int(positions.aligned_per_head(result.model, example).argmax())
-    maps.append(positions.cross_weights(result.model, example)[-1][0, best_head])
-    titles.append(f"{result.placement} (head {best_head})")
+best_heads = [int(positions.aligned_per_head(result.model, example).argmax()) for result in placement_results]
+maps = [positions.cross_weights(result.model, example)[-1][0, head]
+        for result, head in zip(placement_results, best_heads, strict=True)]
+titles = [f"{result.placement} (head {head})" for result, head in zip(placement_results, best_heads, strict=True)]
 heatmap_panels(maps, [f"step {t}" for t in range(len(positions.PROBE))], source_labels, titles=titles,
                suptitle="cross-attention on a source with three A's and two B's")
 plt.show()

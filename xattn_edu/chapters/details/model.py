@@ -1,7 +1,9 @@
 """The small encoder-decoder of Chapter 5, with the three details the chapter varies as switches.
 
-Built from :mod:`xattn_edu.nn`: the encoder layers are ``nn.model.EncoderLayer``, the decoder layers
-``nn.model.DecoderLayer`` with a forward that hands positional hooks to their cross-attention.
+Built from :mod:`xattn_edu.nn`: the layers are ``nn.model.EncoderLayer`` and ``nn.model.DecoderLayer``;
+for the placements of Part 1 each decoder layer's cross-attention is a :class:`PositionedCrossAttention`,
+a ``MultiHeadAttention`` that passes the package's positional hooks (``query_pos``, ``key_pos``, ``bias``,
+a rotary embedding) to itself.
 
 * ``positions`` says where position information enters:
   ``"embeddings"`` adds sinusoidal vectors to both sides' token embeddings (the usual Transformer);
@@ -77,24 +79,33 @@ def wait_k_mask(tgt_len: int, src_len: int, k: int | None, device=None) -> Tenso
     return allowed[None, None]
 
 
-class PositionedDecoderLayer(DecoderLayer):
-    """The package's decoder layer, whose cross-attention also receives the positional hooks."""
+class PositionedCrossAttention(MultiHeadAttention):
+    """Cross-attention that adds position information itself, where its placement puts it.
 
-    def forward(self, x: Tensor, memory: Tensor, self_mask: Tensor, memory_mask: Tensor,
-                hooks: dict, return_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """x (B, Tt, D), memory (B, Ts, D) → (x (B, Tt, D), cross weights (B, h, Tt, Ts) or None)."""
-        x = self.self_block(x, lambda h: self.self_attn(h, mask=self_mask))
-        weights = []
+    Args:
+        d_model, n_heads: D and h.
+        placement: one of :data:`PLACEMENTS` (``"none"`` adds nothing).
+        max_len: the longest target or source it will see.
+    """
 
-        def cross(h: Tensor) -> Tensor:
-            out = self.cross_attn(h, context=memory, mask=memory_mask, return_weights=return_weights, **hooks)
-            if return_weights:
-                out, w = out
-                weights.append(w)
-            return out
+    def __init__(self, d_model: int, n_heads: int, placement: str, max_len: int):
+        rotary = RotaryEmbedding(d_model // n_heads) if placement == "rotary" else None
+        super().__init__(d_model, n_heads, rotary=rotary)
+        self.placement = placement
+        self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
+        self.relative = RelativePositionBias(n_heads, max_len) if placement == "relative" else None
 
-        x = self.cross_block(x, cross)
-        return self.ff_block(x, self.ff), (weights[0] if weights else None)
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None, **kwargs):
+        """As ``MultiHeadAttention.forward`` with ``context`` (B, Ts, D) required; positions are added here."""
+        tgt_len, src_len = x.shape[1], context.shape[1]
+        if self.placement in ("queries", "both"):
+            kwargs["query_pos"] = self.table[:tgt_len]
+        if self.placement in ("keys", "both"):
+            kwargs["key_pos"] = self.table[:src_len]
+        if self.relative is not None:
+            steps, sources = torch.arange(tgt_len, device=x.device), torch.arange(src_len, device=x.device)
+            kwargs["bias"] = self.relative(steps, sources)  # (1, h, Tt, Ts)
+        return super().forward(x, context, mask, **kwargs)
 
 
 class DetailsModel(nn.Module):
@@ -112,11 +123,10 @@ class DetailsModel(nn.Module):
         self.tgt_embed = nn.Embedding(cfg.tgt_vocab, cfg.d_model, padding_idx=PAD)
         self.register_buffer("table", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
         self.encoder_layers = nn.ModuleList(EncoderLayer(layer_cfg) for _ in range(cfg.n_encoder_layers))
-        self.decoder_layers = nn.ModuleList(PositionedDecoderLayer(layer_cfg) for _ in range(cfg.n_decoder_layers))
-        self.relative = RelativePositionBias(cfg.n_heads, cfg.max_len) if cfg.positions == "relative" else None
-        if cfg.positions == "rotary":
+        self.decoder_layers = nn.ModuleList(DecoderLayer(layer_cfg) for _ in range(cfg.n_decoder_layers))
+        if cfg.positions in PLACEMENTS:
             for layer in self.decoder_layers:
-                layer.cross_attn.rotary = RotaryEmbedding(cfg.d_model // cfg.n_heads)
+                layer.cross_attn = PositionedCrossAttention(cfg.d_model, cfg.n_heads, cfg.positions, cfg.max_len)
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.generator = nn.Linear(cfg.d_model, cfg.tgt_vocab)
         for embedding in (self.src_embed, self.tgt_embed):
@@ -142,18 +152,6 @@ class DetailsModel(nn.Module):
             vectors = layer(vectors, mask)
         return self.encoder_norm(vectors)
 
-    def _hooks(self, tgt_len: int, src_len: int, device) -> dict:
-        """The positional keyword arguments of the cross-attention for this placement."""
-        where = self.cfg.positions
-        hooks = {}
-        if where in ("queries", "both"):
-            hooks["query_pos"] = self.table[:tgt_len]
-        if where in ("keys", "both"):
-            hooks["key_pos"] = self.table[:src_len]
-        if where == "relative":
-            hooks["bias"] = self.relative(torch.arange(tgt_len, device=device), torch.arange(src_len, device=device))
-        return hooks
-
     def from_source_vectors(self, vectors: Tensor, src: Tensor, tgt_in: Tensor,
                             return_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Logits (B, Tt, V_tgt) from the encoder's input vectors (B, Ts, D), the source ids (B, Ts)
@@ -164,10 +162,9 @@ class DetailsModel(nn.Module):
         tgt_len, src_len = tgt_in.shape[1], src.shape[1]
         memory_mask = src_mask & wait_k_mask(tgt_len, src_len, self.cfg.wait_k, device=src.device)
         self_mask = decoder_self_mask(tgt_in, PAD)
-        hooks = self._hooks(tgt_len, src_len, src.device)
         x, all_weights = self._embed(tgt_in, self.tgt_embed), []
         for layer in self.decoder_layers:
-            x, weights = layer(x, memory, self_mask, memory_mask, hooks, return_weights)
+            x, weights = layer(x, memory, self_mask, memory_mask, return_weights=return_weights)
             all_weights.append(weights)
         logits = self.generator(self.decoder_norm(x))
         return (logits, all_weights) if return_weights else logits
