@@ -7,7 +7,7 @@ import torch
 from xattn_edu.chapters.details import leakage, positions, tying
 from xattn_edu.chapters.details.model import PLACEMENTS, DetailsConfig, DetailsModel, wait_k_mask
 from xattn_edu.chapters.details.tasks import FIRST, PAD, MarkovSource, NamesTask, copy_pairs, repeated
-from xattn_edu.chapters.details.training import Schedule, difference, spread, text_table
+from xattn_edu.chapters.details.training import Schedule, difference, single_thread, spread, text_table
 
 TINY = Schedule(steps=3, batch=8, record_every=1)
 
@@ -186,3 +186,14 @@ def test_spreads_tables_and_differences_read_well():
     assert difference(a, a) == "+0.000 (within the spread of ±0.040)"
     assert text_table(("x", "value"), [("a", "1"), ("bb", "22")]).splitlines() == ["x   value", "--  -----",
                                                                                     "a       1", "bb     22"]
+
+
+def test_single_thread_runs_one_thread_and_gives_the_old_count_back():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with single_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

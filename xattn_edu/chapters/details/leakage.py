@@ -37,6 +37,7 @@ from xattn_edu.chapters.details.training import (
     accuracy,
     predictions,
     seeded,
+    single_thread,
     spread,
     text_table,
     train,
@@ -186,6 +187,7 @@ def measure_variant(variant: Variant, setup: LeakageSetup, probe: Probe = future
                       spread(columns["share"]), spread(columns["change"]), profiles[0])
 
 
+@single_thread()
 def measure_leakage(setup: LeakageSetup, probe: Probe = future_influence) -> list[LeakResult]:
     """:func:`measure_variant` for each of the four :data:`VARIANTS`."""
     return [measure_variant(variant, setup, probe) for variant in VARIANTS]
@@ -211,6 +213,7 @@ class ContrastResult:
     future_share: Spread  # share of the gradient from source positions >= t + k (legitimate here)
 
 
+@single_thread()
 def measure_contrast(setup: LeakageSetup, probe: Probe = future_influence,
                      variants: tuple[Variant, ...] = (VARIANTS[0], VARIANTS[3])) -> list[ContrastResult]:
     """Train the given variants to reverse the source and measure them with the whole source available."""

@@ -30,6 +30,7 @@ from xattn_edu.chapters.details.training import (
     accuracy,
     predictions,
     seeded,
+    single_thread,
     spread,
     text_table,
     train,
@@ -152,6 +153,7 @@ def measure_placement(placement: str, setup: PositionsSetup) -> PlacementResult:
                            column["aligned"], column["gap"], max(column["largest"].values), models[0])
 
 
+@single_thread()
 def measure_placements(setup: PositionsSetup, placements: tuple[str, ...] = PLACEMENTS) -> list[PlacementResult]:
     """:func:`measure_placement` for every placement."""
     return [measure_placement(placement, setup) for placement in placements]

@@ -7,7 +7,8 @@ model; spreads across seeds are what the chapter's tables report.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +30,28 @@ class Schedule:
     record_every: int = 10  # the loss curve keeps one point (the mean loss) per this many steps
 
 
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread inside the block (also usable as a decorator); the old count comes back after.
+
+    These models are too small for intra-op threads to help, and on a busy machine threads that wait
+    for each other at every operation made training steps tens of times slower (2 threads, 2 shared cores).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def token_loss(model: nn.Module, batch: Batch) -> Tensor:
     """Mean cross-entropy over the batch's real target tokens (padding ignored)."""
     logits = model(batch.src, batch.tgt_in)  # (B, Tt, V)
     return F.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD)
 
 
+@single_thread()
 def train(model: nn.Module, next_batch: Callable[[np.random.Generator, int], Batch], schedule: Schedule,
           seed: int, after_step: Callable[[int], None] | None = None) -> list[float]:
     """Train ``model`` in place with Adam on batches ``next_batch(rng, size)``.

@@ -29,6 +29,7 @@ from xattn_edu.chapters.details.training import (
     param_count,
     predictions,
     seeded,
+    single_thread,
     spread,
     text_table,
     train,
@@ -128,6 +129,7 @@ def measure_scope(scope: str | None, setup: TyingSetup, data: NamesData, tie: Ti
                        spread(columns["frequent"]), np.array(curves))
 
 
+@single_thread()
 def measure_tying(setup: TyingSetup, tie: Tie = tie_kv) -> list[TyingResult]:
     """:func:`measure_scope` for untied, cross-only and all-module tying, on the same data."""
     data = names_data(setup)
