@@ -71,3 +71,15 @@ def test_the_leakage_widget_slider_changes_the_output_and_returns_to_it(profiles
     assert output.value != at_zero and "step 3 must write x4" in output.value
     slider.value = 0
     assert output.value == at_zero
+
+
+def test_the_architecture_figure_numbers_all_seven_details():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xattn_edu.chapters.details.figures import architecture_figure
+
+    figure = architecture_figure()
+    text = " ".join(t.get_text() for t in figure.axes[0].texts)
+    assert all(mark in text for mark in "①②③④⑤⑥⑦")
+    assert figure.axes[0].get_title()
