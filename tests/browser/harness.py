@@ -556,9 +556,13 @@ def _settled_box(locator, timeout_s: float) -> dict[str, float]:
 
 def _drag(page, slider_index: int, handle, slider, fraction: float, timeout_s: float) -> None:
     """Press the handle, move it to ``fraction`` of the track (from min to max) and release it."""
-    grip = _settled_box(handle, timeout_s)
-    x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
-    if not page.evaluate(_HITS_HANDLE_JS, [x, y, slider_index]):
+    for _ in range(2):  # outputs above that render late (figures, widgets) can push the slider off screen
+        grip = _settled_box(handle, timeout_s)
+        x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
+        if page.evaluate(_HITS_HANDLE_JS, [x, y, slider_index]):
+            break
+        handle.scroll_into_view_if_needed(timeout=timeout_s * 1000)
+    else:
         raise HarnessError(f"something covers the handle of .xattn-slider #{slider_index} at ({x:.0f}, {y:.0f})")
     track = slider.locator(".noUi-base").first.bounding_box()  # moves with the handle, which is still now
     if track is None:

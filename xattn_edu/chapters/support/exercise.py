@@ -105,8 +105,20 @@ def expect_raise(got: Any, case: Case, exception: str, why: str) -> None:
     if isinstance(got, Raised):
         theirs = f" (its message: {got.message!r})" if got.message else ""
         raise Wrong(f"{case.label} should raise {exception}: {why}; your code raised {got.name} instead{theirs}.")
-    shown = np.array2string(np.asarray(got), precision=4) if not isinstance(got, Opaque) else got.type_name
-    raise Wrong(f"{case.label} should raise {exception}: {why}; your code returned {shown}.")
+    raise Wrong(f"{case.label} should raise {exception}: {why}; your code returned {_shown(got)}.")
+
+
+def _shown(got: Any) -> str:
+    """A short description of a returned plain value: small arrays in full, anything else by its type."""
+    if isinstance(got, Opaque):
+        return got.type_name
+    try:
+        array = np.asarray(got)
+    except ValueError:  # nested results of different shapes, e.g. (scores, {name: gradient})
+        array = None
+    if array is None or array.dtype == object or array.size > 20:
+        return f"a {type(got).__name__}"
+    return np.array2string(array, precision=4)
 
 
 def _judge_nothing(case: Case, got: Any, expected: Any) -> None:
