@@ -5,9 +5,10 @@ import pytest
 
 from tests.helpers.grading import solution_notebook
 from xattn_edu.grader.build import find_chapters
-from xattn_edu.grader.scan import concerned_cells, course_names, scan_cell, scan_notebook
+from xattn_edu.grader.scan import concerned_cells, course_names, grader_names, scan_cell, scan_notebook
 
 COURSE = {"grading", "reference"}
+GRADER = frozenset({"grading"})
 
 
 def locked_ids(notebook):
@@ -44,7 +45,20 @@ def test_no_solution_notebook_is_flagged(chapter):
     ("def f(:\n    pass", "syntax"),
 ])
 def test_reaching_for_the_grader_is_flagged(code, rule):
-    assert rule in [flag.rule for flag in scan_cell(4, code, COURSE)]
+    assert rule in [flag.rule for flag in scan_cell(4, code, COURSE, GRADER)]
+
+
+@pytest.mark.parametrize("code", [
+    "g = grading\ng.record = lambda *a: None",  # an alias
+    "registry = grading.EXERCISES.by_id\nregistry['softmax_tests'] = None",
+    "real = grading.EXERCISES['softmax_tests']",
+    "kind = type(grading)",
+    "def steal(module):\n    module.check = print\nsteal(grading)",
+    "for exercise in grading.EXERCISES:\n    pass",
+    "check = grading.check",
+])
+def test_the_grading_module_is_off_limits_but_for_calling_its_check(code):
+    assert "uses the grader's checks" in [flag.rule for flag in scan_cell(4, code, COURSE, GRADER)]
 
 
 @pytest.mark.parametrize("code", [
@@ -54,9 +68,19 @@ def test_reaching_for_the_grader_is_flagged(code, rule):
     "x = getattr(module, 'weight')\nprint(fn.__name__, type(x).__doc__)",
     "scores = q @ k.T / math.sqrt(d)\nweights = scores.softmax(-1)",
     "items = []\nitems.append(1)\nresults = {}\nresults.update(a=1)",
+    "rows = []\nrows.append(reference.soft_lookup(q, k, v))\nrows.extend(experiment.measure(trials=5))",
+    "weights = reference.soft_lookup(q, k, v)[1]\nweights.sort()",
+    'grading.check("softmax_tests", stable_softmax)  # running a check again',
 ])
 def test_honest_code_is_not_flagged(code):
-    assert scan_cell(4, code, COURSE) == []
+    assert scan_cell(4, code, COURSE, GRADER) == []
+
+
+def test_grader_names_are_the_chapter_checks_and_the_grading_machinery():
+    setup = ("from xattn_edu.chapters.library_lookup import checks as grading, reference\n"
+             "from xattn_edu.chapters.support.exercise import Case\nfrom xattn_edu.chapters.support.plots import heat\n"
+             "import xattn_edu.chapters.spotlight.checks as other")
+    assert grader_names([setup]) == {"grading", "Case", "other"}
 
 
 def test_course_names_come_from_imports_of_the_course_package():

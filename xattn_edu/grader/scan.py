@@ -4,8 +4,10 @@ Honest exercise code needs numpy, torch, its own functions and, in demo cells, t
 Code that reaches for the grader's machinery needs something else: the interpreter's internals
 (``sys``, ``gc``, frames, ``builtins``, the import system), dynamic code (``eval``, ``exec``,
 ``getattr`` with a computed name), IPython's internals, files on disk, importing the course package
-itself, or changing the course's objects that the setup cell imported (``grading.check = ...``,
-``grading.EXERCISES.by_id.update(...)``). The scan parses every cell the student
+itself, changing the course's objects that the setup cell imported (``grading.check = ...``,
+``grading.EXERCISES.by_id.update(...)``), or doing anything with the grading module but calling its
+``check`` again: ``g = grading``, ``type(grading)``, ``grading.EXERCISES[...]`` are all flagged, so no
+alias can smuggle the grading machinery past the other rules. The scan parses every cell the student
 controls (solution cells and cells they added; locked cells are the course's and are restored by
 nbgrader) and lists each such use as a :class:`Flag`.
 
@@ -19,6 +21,7 @@ that the exercise is held for review, never which line or rule, so the scan is n
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import asdict, dataclass
 
 COURSE_PACKAGE = "xattn_edu"
@@ -53,12 +56,38 @@ class Flag:
 
     cell: int  # index of the notebook cell
     line: int  # line in that cell (1-based)
-    rule: str  # "import", "call", "attribute", "dynamic getattr", "changes the course's code", "magic", "syntax"
+    rule: str  # "import", "call", "attribute", "dynamic getattr", "changes the course's code",
+    # "uses the grader's checks", "magic", "syntax"
     code: str  # the offending source line, stripped, at most 200 characters
 
     def to_dict(self) -> dict:
         """JSON-ready."""
         return asdict(self)
+
+
+GRADER_MODULES = re.compile(
+    r"^xattn_edu\.chapters\.(\w+\.checks|support\.(exercise|values|verify|guard|checks|gradients))$")
+"""The modules that hold the grading machinery (a chapter's ``checks`` and what it is built from)."""
+ALLOWED_GRADER_CALLS = frozenset({"check", "record"})
+"""What a student cell may do with the grading module: call its visible check (or its record) again."""
+
+
+def grader_names(locked_sources: list[str]) -> set[str]:
+    """Names the course's locked cells bind to the grading machinery, e.g. ``grading`` for the chapter's checks."""
+    names = set()
+    for source in locked_sources:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    if GRADER_MODULES.match(f"{node.module}.{alias.name}") or GRADER_MODULES.match(node.module):
+                        names.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                names.update(alias.asname for alias in node.names if alias.asname and GRADER_MODULES.match(alias.name))
+    return names
 
 
 def course_names(locked_sources: list[str]) -> set[str]:
@@ -86,9 +115,13 @@ MUTATORS = frozenset({
 
 
 def _root(node: ast.AST) -> str | None:
-    """The name an attribute/subscript chain starts from: ``grading`` for ``grading.EXERCISES.by_id["x"]``."""
-    while isinstance(node, ast.Attribute | ast.Subscript | ast.Call):
-        node = node.func if isinstance(node, ast.Call) else node.value
+    """The name an attribute/subscript chain starts from: ``grading`` for ``grading.EXERCISES.by_id["x"]``.
+
+    A call ends the chain: ``reference.soft_lookup(q, k, v)`` is a new object the student made, not
+    one of the course's.
+    """
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
     return node.id if isinstance(node, ast.Name) else None
 
 
@@ -122,8 +155,22 @@ def _rule(node: ast.AST, course: set[str]) -> str | None:
     return None
 
 
-def scan_cell(index: int, source: str, course: set[str]) -> list[Flag]:
-    """The flags of one student cell (IPython magics and shell escapes are flagged as such)."""
+def _misused_grader_names(tree: ast.AST, grader: set[str]) -> list[ast.AST]:
+    """Every use of a grading-module name other than calling its ``check`` or ``record``."""
+    allowed = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in
+                ALLOWED_GRADER_CALLS and isinstance(node.func.value, ast.Name)):
+            allowed.add(id(node.func.value))
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in grader and
+            id(node) not in allowed]
+
+
+def scan_cell(index: int, source: str, course: set[str], grader: frozenset[str] = frozenset()) -> list[Flag]:
+    """The flags of one student cell (IPython magics and shell escapes are flagged as such).
+
+    ``course``: names the setup cell bound to the course package; ``grader``: those of the grading machinery.
+    """
     lines = source.splitlines()
     flags = [Flag(index, n, "magic", line.strip()[:200]) for n, line in enumerate(lines, start=1)
              if line.lstrip().startswith(("%", "!"))]
@@ -132,8 +179,9 @@ def scan_cell(index: int, source: str, course: set[str]) -> list[Flag]:
         tree = ast.parse(python)
     except SyntaxError as error:
         return [*flags, Flag(index, error.lineno or 1, "syntax", "the cell is not valid Python")]
-    for node in ast.walk(tree):
-        rule = _rule(node, course)
+    found = [(node, _rule(node, course)) for node in ast.walk(tree)]
+    found += [(node, "uses the grader's checks") for node in _misused_grader_names(tree, grader)]
+    for node, rule in found:
         if rule is not None:
             line = getattr(node, "lineno", 1)
             flags.append(Flag(index, line, rule, lines[line - 1].strip()[:200] if line <= len(lines) else ""))
@@ -152,11 +200,12 @@ def scan_notebook(cells: list[dict], locked_ids: set[str]) -> list[Flag]:
     ``locked_ids``: grade_ids of the master's locked cells (a cell that merely claims to be locked is scanned).
     """
     code = [(i, c) for i, c in enumerate(cells) if c.get("cell_type") == "code"]
-    course = course_names([c.get("source", "") for _, c in code if is_course_cell(c, locked_ids)])
+    locked = [c.get("source", "") for _, c in code if is_course_cell(c, locked_ids)]
+    course, grader = course_names(locked), frozenset(grader_names(locked))
     flags = []
     for index, cell in code:
         if not is_course_cell(cell, locked_ids):
-            flags += scan_cell(index, cell.get("source", ""), course)
+            flags += scan_cell(index, cell.get("source", ""), course, grader)
     return flags
 
 

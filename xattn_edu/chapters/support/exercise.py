@@ -34,6 +34,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -210,9 +211,10 @@ class Exercises:
 
     def __init__(self, chapter: str, exercises: Sequence[Exercise]) -> None:
         self.chapter = chapter  # "NN_slug", as the notebook is named
-        self.by_id = {exercise.grade_id: exercise for exercise in exercises}
-        if len(self.by_id) != len(exercises):
+        by_id = {exercise.grade_id: exercise for exercise in exercises}
+        if len(by_id) != len(exercises):
             raise ValueError(f"{chapter}: two exercises share a grade_id")
+        self.by_id = MappingProxyType(by_id)  # read-only: a notebook cannot swap an exercise for its own
 
     def __getitem__(self, grade_id: str) -> Exercise:
         return self.by_id[grade_id]
