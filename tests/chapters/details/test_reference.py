@@ -20,8 +20,8 @@ def test_positioned_scores_match_the_package_attention_with_query_pos_and_key_po
     attention = MultiHeadAttention(8, 1, bias=False).double()
     target, source = torch.randn(2, 3, 8, dtype=torch.float64), torch.randn(2, 5, 8, dtype=torch.float64)
     table = sinusoidal_table(16, 8).double()
-    hooks = {"query_pos": table[:3] if placement in ("queries", "both") else None,
-             "key_pos": table[:5] if placement in ("keys", "both") else None}
+    hooks = {"query_pos": table[None, :3] if placement in ("queries", "both") else None,
+             "key_pos": table[None, :5] if placement in ("keys", "both") else None}
     _, weights = attention(target, context=source, return_weights=True, **hooks)  # (B, 1, Tt, Ts)
     scores = ref.positioned_scores(target, source, attention.q_proj.weight.T, attention.k_proj.weight.T, table,
                                    placement)

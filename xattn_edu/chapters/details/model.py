@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from xattn_edu.nn.heads import MultiHeadAttention
-from xattn_edu.nn.masks import causal_mask, decoder_self_mask, pad_mask
+from xattn_edu.nn.masks import causal_mask, decoder_self_mask, padding_mask
 from xattn_edu.nn.model import DecoderLayer, EncoderLayer, Seq2SeqConfig
 from xattn_edu.nn.positional import RelativePositionBias, RotaryEmbedding, sinusoidal_table
 
@@ -99,9 +99,9 @@ class PositionedCrossAttention(MultiHeadAttention):
         """As ``MultiHeadAttention.forward`` with ``context`` (B, Ts, D) required; positions are added here."""
         tgt_len, src_len = x.shape[1], context.shape[1]
         if self.placement in ("queries", "both"):
-            kwargs["query_pos"] = self.table[:tgt_len]
+            kwargs["query_pos"] = self.table[None, :tgt_len]  # (1, Tt, D), batch first
         if self.placement in ("keys", "both"):
-            kwargs["key_pos"] = self.table[:src_len]
+            kwargs["key_pos"] = self.table[None, :src_len]  # (1, Ts, D)
         if self.relative is not None:
             steps, sources = torch.arange(tgt_len, device=x.device), torch.arange(src_len, device=x.device)
             kwargs["bias"] = self.relative(steps, sources)  # (1, h, Tt, Ts)
@@ -157,7 +157,7 @@ class DetailsModel(nn.Module):
         """Logits (B, Tt, V_tgt) from the encoder's input vectors (B, Ts, D), the source ids (B, Ts)
         (for padding) and the decoder input ids (B, Tt); with ``return_weights`` also the cross-attention
         weights of every decoder layer, each (B, h, Tt, Ts)."""
-        src_mask = pad_mask(src, PAD)  # (B, 1, 1, Ts)
+        src_mask = padding_mask(ids=src, pad_id=PAD)  # (B, 1, 1, Ts)
         memory = self.encode(vectors, src_mask)
         tgt_len, src_len = tgt_in.shape[1], src.shape[1]
         memory_mask = src_mask & wait_k_mask(tgt_len, src_len, self.cfg.wait_k, device=src.device)
