@@ -77,6 +77,7 @@ from xattn_edu.nn.heads import MultiHeadAttention
 from xattn_edu.nn.model import Residual, Seq2Seq, Seq2SeqConfig
 
 torch.manual_seed(0)
+torch.set_num_threads(1)  # this chapter's models are tiny: one thread is enough, and steady on a busy machine
 torch.set_printoptions(precision=3, sci_mode=False)
 FAST = fast_mode()  # True when XATTN_FAST=1 (tests, graders): experiments shrink to seconds
 
@@ -468,7 +469,8 @@ print(f"\nD = {d_model}, h = {n_heads}, Dh = {head_dim}: variance of a full-widt
 # English→German corpus with the package's training code, then scores it on held-out sentences: how many it
 # translates exactly, and the **alignment error rate** (AER, 0 is best) of its cross-attention against the
 # corpus's gold word links. The full run takes about a minute on two CPU cores; with `XATTN_FAST=1` (tests,
-# grading) it trains only a handful of steps, and the maps below are then mostly unformed.
+# grading) it trains only a handful of steps, and the maps below are then mostly unformed. Like the whole
+# chapter, it runs on one CPU thread (set in the first cell).
 #
 # This is also the chapter's **watch it learn** cell: the model is kept at a few points during training, so
 # you can see the cross-attention of one sentence take shape.
@@ -478,9 +480,9 @@ budget = tiny.FAST_BUDGET if FAST else tiny.FULL_BUDGET
 translator = tiny.train_tiny_translator(budget)
 layer, head, head_aer = translator.best_head
 print(f"{budget.steps} training steps{' (fast mode: a handful only)' if FAST else ''} in "
-      f"{translator.seconds:.0f} s; validation: {translator.exact_match:.1f} % translated exactly, "
-      f"AER {translator.aer:.3f} (heads averaged), best single head: layer {layer + 1} head {head + 1} "
-      f"(AER {head_aer:.3f})")
+      f"{translator.seconds:.0f} s on {describe_device(torch.device('cpu'))}")
+print(f"validation: {translator.exact_match:.1f} % translated exactly, AER {translator.aer:.3f} (heads averaged), "
+      f"best single head: layer {layer + 1} head {head + 1} (AER {head_aer:.3f})")
 print("its translation of", repr(tiny.EXAMPLE_SOURCE), "->", repr(translator.translate(tiny.EXAMPLE_SOURCE)))
 
 # %% [markdown]
@@ -818,7 +820,7 @@ make_two_modes_widget(example_from_maps(source_tokens, target_tokens, final_maps
 # %%
 cfg = kv_experiment.bench_config()
 steps_for_check = 12 if FAST else 32
-model, src = kv_experiment.build_model(cfg, max_len=32)
+model, src = kv_experiment.build_model(cfg, max_len=128)  # positions for up to 128 output tokens
 print(f"model: D={cfg.d_model}, h={cfg.n_heads}, {cfg.n_layers}+{cfg.n_layers} layers; batch {cfg.batch}, "
       f"source length {cfg.src_len}; {steps_for_check} greedy steps on {describe_device()}")
 difference = kv_experiment.max_difference_from_full_forward(model, src, steps_for_check)
@@ -858,9 +860,11 @@ for mode in kv_experiment.MODES:
 # %% [markdown]
 # **Time per generated token.** The next cell times greedy decoding of the whole batch for output lengths of
 # 8, 32 and 128 tokens (8 and 16 in fast mode), the median of three runs (one in fast mode), encoder included,
-# with a progress bar; on two CPU cores it takes well under a minute. It reports wall time and the process's
-# CPU time (the CPU figure is steadier when other programs share the machine). For the full sweep up to 256
-# tokens, pass `kv_experiment.LENGTHS` as the second argument, or run `benchmarks/kv_cache.py`.
+# with a progress bar; on an idle CPU it takes seconds. It reports wall time and the process's CPU time (the
+# CPU figure is steadier when other programs share the machine). Like the rest of the chapter it uses one CPU
+# thread: these matrices are too small to gain from a second one, and on a busy machine extra threads spend
+# their time waiting for each other. For the full sweep up to 256 tokens, pass `kv_experiment.LENGTHS` as the
+# second argument, or run `benchmarks/kv_cache.py`.
 #
 # Beside the time, the figure plots the projection work **per generated token** from the formula, so both
 # panels answer the same question: what does one more token cost at this output length?
@@ -894,10 +898,10 @@ line_chart(lengths_measured, {name: [r.projection_mflops_per_token for r in rows
 plt.show()
 
 # %% [markdown]
-# Read the growth factors the cell printed. Without the self-attention cache, the work per token grows in
-# proportion to the output length, and the time per token climbs with it. With both caches the work per
-# token even *falls* a little (the one-off memory projection is shared by more tokens), and the time per
-# token grows far less than without them: what still grows is attention itself, which reads all `t` cached
+# Read the growth factors the cell printed. Without the self-attention cache, the work per token grows
+# linearly with the output length (the whole prefix is projected again at every step), and the time per token
+# climbs with it. With both caches the work per token *falls* (the one-off memory projection is shared by more
+# tokens), and the time per token grows far less than without them: what still grows is attention itself, which reads all `t` cached
 # keys at step `t`, cheap next to the projections and feed-forward layers at these sizes. The static cache
 # alone saves the memory projections, `2 Tk` positions per layer and step: a modest share here, where the
 # source is short and the recomputed prefix dominates, and the larger share once the self-attention cache is

@@ -63,11 +63,15 @@ def test_measure_decoding_reports_every_mode_and_length(capsys):
     assert "timing decoding" in capsys.readouterr().err  # the progress bar
 
 
-def test_measure_decoding_keeps_the_sessions_thread_count_by_default():
+def test_measure_decoding_times_with_one_thread_and_gives_the_session_its_threads_back():
     before = torch.get_num_threads()
-    report = kv_cache.measure_decoding(SMALL, (2,), torch.device("cpu"))
-    assert torch.get_num_threads() == before
-    assert report.device.startswith(f"cpu ({before} thread")
+    torch.set_num_threads(2)
+    try:
+        report = kv_cache.measure_decoding(SMALL, (2,), torch.device("cpu"))
+        assert torch.get_num_threads() == 2 and report.device == "cpu (1 thread)"
+        assert kv_cache.measure_decoding(SMALL, (2,), torch.device("cpu"), threads=None).device == "cpu (2 threads)"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_projection_work_per_token_is_the_sentence_total_divided_by_the_length():

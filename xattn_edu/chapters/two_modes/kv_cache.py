@@ -268,14 +268,15 @@ def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
 
 def measure_decoding(
     cfg: BenchConfig | None = None, steps_list: tuple[int, ...] | None = None, device: torch.device | None = None,
-    threads: int | None = None, progress: bool = False,
+    threads: int | None = 1, progress: bool = False,
 ) -> DecodingReport:
     """Median time per generated token for every mode and output length (greedy, batch of ``cfg.batch``).
 
-    ``threads``: torch CPU threads while measuring; None (the default) keeps torch's setting, so the
-    report's device string is the one the rest of the session prints. ``benchmarks/kv_cache.py`` uses
-    one thread: these matrices are too small to gain from splitting, and on a busy machine extra
-    threads mostly wait for each other. ``progress``: a tqdm bar over the timed runs (on stderr).
+    ``threads``: torch CPU threads while measuring (the session's count is restored afterwards; the
+    report's ``device`` names the count used). One by default: these matrices are too small to gain
+    from splitting, and on a busy machine extra threads mostly wait for each other at every matrix
+    product, which makes timings erratic and slow. None keeps torch's setting. ``progress``: a tqdm
+    bar over the timed runs (on stderr).
     """
     cfg = cfg or bench_config()
     steps_list = steps_list or lengths()

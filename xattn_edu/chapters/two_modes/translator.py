@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from xattn_edu.chapters.two_modes.kv_cache import cpu_threads
 from xattn_edu.nn.model import Seq2Seq
 
 EXAMPLE_SOURCE = "yesterday the cat saw the mouse ."
@@ -73,7 +74,8 @@ class TinyTranslator:
     translate: Callable[[str], str]  # greedy translation of one source sentence
 
 
-def train_tiny_translator(budget: TranslatorBudget, *, seed: int = 0, progress: bool = True) -> TinyTranslator:
+def train_tiny_translator(budget: TranslatorBudget, *, seed: int = 0, progress: bool = True,
+                          threads: int | None = 1) -> TinyTranslator:
     """Train the package's translator on the synthetic corpus for ``budget.steps`` steps, on the CPU.
 
     Uses ``xattn_edu.translate`` (the only function of this chapter that does): the ``tiny`` preset with
@@ -85,6 +87,8 @@ def train_tiny_translator(budget: TranslatorBudget, *, seed: int = 0, progress: 
         budget: steps, snapshot steps, corpus and model sizes.
         seed: weights, dropout and batch order (the corpus is the same for every seed).
         progress: a tqdm bar per stage and a validation line after it (on stderr).
+        threads: torch CPU threads while training and evaluating (the session's count is restored after);
+            one by default, as fast as two for matrices this small, and steady on a busy machine. None: torch's.
 
     Returns:
         A :class:`TinyTranslator`.
@@ -102,7 +106,7 @@ def train_tiny_translator(budget: TranslatorBudget, *, seed: int = 0, progress: 
     )  # fmt: skip
     start = time.perf_counter()
     snapshots, history = [], []
-    with tempfile.TemporaryDirectory(prefix="xattn-ch3-") as out:
+    with cpu_threads(torch.device("cpu"), threads), tempfile.TemporaryDirectory(prefix="xattn-ch3-") as out:
         for index, stop in enumerate(sorted(set(budget.snapshots) | {budget.steps})):
             result = training.train(cfg, out, device="cpu", resume=index > 0, stop_after=stop, progress=progress,
                                     quiet=not progress)
