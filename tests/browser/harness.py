@@ -555,7 +555,12 @@ def _settled_box(locator, timeout_s: float) -> dict[str, float]:
 
 
 def _drag(page, slider_index: int, handle, slider, fraction: float, timeout_s: float) -> None:
-    """Press the handle, move it to ``fraction`` of the track (from min to max) and release it."""
+    """Press the handle, move it to ``fraction`` of the track (from min to max) and release it.
+
+    The handle is scrolled into view first, every time: JupyterLab lays out cells again as figures above
+    them render, which can push a handle scrolled into view earlier out of the window.
+    """
+    handle.scroll_into_view_if_needed(timeout=timeout_s * 1000)
     grip = _settled_box(handle, timeout_s)
     x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
     if not page.evaluate(_HITS_HANDLE_JS, [x, y, slider_index]):
