@@ -547,7 +547,7 @@ for i in range(n_layers):
 # %% [markdown]
 # After the full run you should find heads that follow the gold links almost word for word, *hat → saw* and
 # *gesehen → saw* included (cross-attention can read the source in any order), beside heads that spread their
-# weight or track something else, such as the next word or the end of the sentence. Which head does what
+# weight or read something else, such as a neighbouring word, the full stop or `<eos>`. Which head does what
 # changes with the random seed; that heads of one layer differ is what the printed differences show.
 #
 # ## 5. Three pitfalls
@@ -901,8 +901,9 @@ plt.show()
 # Read the growth factors the cell printed. Without the self-attention cache, the work per token grows
 # linearly with the output length (the whole prefix is projected again at every step), and the time per token
 # climbs with it. With both caches the work per token *falls* (the one-off memory projection is shared by more
-# tokens), and the time per token grows far less than without them: what still grows is attention itself, which reads all `t` cached
-# keys at step `t`, cheap next to the projections and feed-forward layers at these sizes. The static cache
+# tokens), and the time per token stays far flatter than without them (for short outputs, fixed costs per
+# step can even make it fall): what still grows is attention itself, which reads all `t` cached keys at step
+# `t`, cheap next to the projections and feed-forward layers at these sizes. The static cache
 # alone saves the memory projections, `2 Tk` positions per layer and step: a modest share here, where the
 # source is short and the recomputed prefix dominates, and the larger share once the self-attention cache is
 # in place (compare "growing self K/V" with "both caches"). `docs/benchmarks.md` records the full sweep
@@ -924,7 +925,8 @@ memory_steps = 16 if FAST else 128
 measured = cache_memory.measured_cache_bytes(model, src, memory_steps)
 formula = cache_memory.cache_bytes(cfg.n_layers, cfg.d_model, memory_steps, cfg.src_len, cfg.batch, 4)
 print(f"this model, T = {memory_steps}, Tk = {cfg.src_len}, B = {cfg.batch}, float32: measured "
-      f"{cache_memory.human_bytes(measured)}, formula {cache_memory.human_bytes(formula)}, equal: {measured == formula}")
+      f"{cache_memory.human_bytes(measured)}, formula {cache_memory.human_bytes(formula)}, "
+      f"equal: {measured == formula}")
 weights_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
 print(f"  (its weights: {cache_memory.human_bytes(weights_bytes)})")
 
@@ -966,7 +968,8 @@ cache_len = 2_048 if FAST else 16_384
 print(f"\none decoding step's attention over {cache_len} cached positions, h = 16 query heads, Dh = 64, float32:")
 for kv_heads in (16, 4, 1):
     read = cache_memory.time_cache_read(kv_heads, cache_len=cache_len, repeats=3 if FAST else 15)
-    print(f"  {kv_heads:>2} key/value head{'s' if kv_heads > 1 else ' '}: cache {read.cache_mib:7.1f} MiB, {read.ms_per_step:7.3f} ms per step")
+    heads_label = f"{kv_heads:>2} key/value head{'s' if kv_heads > 1 else ' '}"
+    print(f"  {heads_label}: cache {read.cache_mib:7.1f} MiB, {read.ms_per_step:7.3f} ms per step")
 
 # %% [markdown]
 # The time per step follows the bytes the step has to read, not the arithmetic, which is the same for all

@@ -1,4 +1,4 @@
-"""The graded exercises of Chapter 3, "Two modes of thought", each declared once.
+"""The graded exercises of Chapter 3, "Looking inward, looking across", each declared once.
 
 See :mod:`~xattn_edu.chapters.support.exercise` for what a declaration is. Each test cell calls
 ``grading.check("<grade_id>", student_code)`` (the visible test) and, in its hidden part,

@@ -1,4 +1,4 @@
-"""Reference answers of Chapter 3, "Two modes of thought", built on the package's modules.
+"""Reference answers of Chapter 3, "Looking inward, looking across", built on the package's modules.
 
 The graded exercises are checked against these (:mod:`xattn_edu.chapters.two_modes.checks`): each
 has the signature the notebook's exercise asks for and delegates to :mod:`xattn_edu.nn`, so the
