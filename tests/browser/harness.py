@@ -555,13 +555,17 @@ def _settled_box(locator, timeout_s: float) -> dict[str, float]:
 
 
 def _drag(page, slider_index: int, handle, slider, fraction: float, timeout_s: float) -> None:
-    """Press the handle, move it to ``fraction`` of the track (from min to max) and release it."""
-    for _ in range(2):  # outputs above that render late (figures, widgets) can push the slider off screen
+    """Press the handle, move it to ``fraction`` of the track (from min to max) and release it.
+
+    The handle is scrolled into view before each try: JupyterLab lays out cells again as figures above
+    them render, which can push a handle scrolled into view earlier out of the window.
+    """
+    for _ in range(2):
+        handle.scroll_into_view_if_needed(timeout=timeout_s * 1000)
         grip = _settled_box(handle, timeout_s)
         x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
         if page.evaluate(_HITS_HANDLE_JS, [x, y, slider_index]):
             break
-        handle.scroll_into_view_if_needed(timeout=timeout_s * 1000)
     else:
         raise HarnessError(f"something covers the handle of .xattn-slider #{slider_index} at ({x:.0f}, {y:.0f})")
     track = slider.locator(".noUi-base").first.bounding_box()  # moves with the handle, which is still now

@@ -35,7 +35,8 @@ def describe_device(device: torch.device | None = None) -> str:
     device = device or default_device()
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
 
 
 def synchronize(device: torch.device) -> None:

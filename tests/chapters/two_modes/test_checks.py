@@ -1,8 +1,9 @@
-"""Chapter 3 grading: the checks' verdicts and messages, then whole-notebook grading outcomes.
+"""Chapter 3 grading: the exercise declarations' verdicts and messages, then whole-notebook grading outcomes.
 
-The first tests call the check functions directly (fast): code written another way than the
-reference passes every check, the reference itself fails, and each classic mistake fails its check
-with its teaching message. The slow tests autograde whole notebooks with nbgrader.
+The fast tests call the declarations directly, as the visible test and the verifier do: code written
+another way than the reference passes every case on many seeds, the reference's own results pass its
+hidden cases on many seeds, a call to a reference fails and names it, and each classic mistake fails
+its exercise with its teaching message. The slow tests autograde whole notebooks with nbgrader.
 """
 
 import math
@@ -11,8 +12,10 @@ import textwrap
 import pytest
 import torch
 
-from tests.helpers.grading import grade, grade_scores, replace_cell, replace_solution, solution_notebook
+from tests.helpers.grading import grade, replace_cell, replace_solution, solution_notebook
+from xattn_edu.chapters.support.exercise import NotDone, Wrong
 from xattn_edu.chapters.two_modes import checks as grading
+from xattn_edu.chapters.two_modes import reference as ref
 from xattn_edu.nn import masks
 from xattn_edu.nn.cache import GrowingKV, StaticKV
 
@@ -22,13 +25,38 @@ POINTS = {
     "causal_mask_tests": 1,
     "mha_self_tests": 2,
     "mha_cross_tests": 2,
+    "two_items_tests": 1,
+    "head_variance_tests": 1,
     "static_cache_tests": 2,
     "growing_cache_tests": 2,
     "decoder_step_tests": 2,
 }
+SEEDS = range(12)
+
+
+def first_failure(grade_id: str, implementation, seed: int = 0, visible_only: bool = False) -> str:
+    """The judge's first message over the exercise's cases (visible only, or visible and hidden), "" if all pass."""
+    exercise = grading.EXERCISES[grade_id]
+    cases = exercise.visible() if visible_only else exercise.cases(seed)
+    for case in cases:
+        message = exercise.verdict(case, exercise.result_of(implementation, case))
+        if message:
+            return message
+    return ""
 
 
 # ----------------------------------------------------------------------------- correct code, written another way
+
+def attend(query, key, value, mask=None, scale=None):
+    """The notebook's given helper: rows with no visible key get zero weights and finite gradients."""
+    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = torch.einsum("bhqd,bhkd->bhqk", query, key) * scale
+    if mask is None:
+        return torch.softmax(scores, dim=-1) @ value
+    has_key = mask.any(dim=-1, keepdim=True)
+    scores = scores.masked_fill(~mask, float("-inf")).masked_fill(~has_key, 0.0)
+    return (torch.softmax(scores, dim=-1) * has_key) @ value
+
 
 def padding_mask_from_lengths(lengths, max_len):
     keep = torch.zeros(len(lengths), max_len, dtype=torch.bool)
@@ -42,15 +70,6 @@ def causal_mask(size):
     return (torch.arange(size).unsqueeze(0) <= rows).expand(1, 1, size, size)
 
 
-def attend(query, key, value, mask=None):
-    """Per-head attention with einsum; rows with no visible key get zero weights."""
-    scores = torch.einsum("bhqd,bhkd->bhqk", query, key) / math.sqrt(query.shape[-1])
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0)
-    return torch.einsum("bhqk,bhkd->bhqd", weights, value)
-
-
 def split(t, heads):
     batch, length, width = t.shape
     return t.view(batch, length, heads, width // heads).permute(0, 2, 1, 3)
@@ -61,12 +80,30 @@ def merge(t):
     return t.permute(0, 2, 1, 3).reshape(batch, length, heads * width)
 
 
-def multi_head_attention(x, attn, context=None, mask=None):
-    source = x if context is None else context
-    heads = attn.n_heads
-    out = attend(split(attn.q_proj(x), heads), split(attn.k_proj(source), heads),
-                 split(attn.v_proj(source), heads), mask)
-    return attn.out_proj(merge(out))
+def attending_with(attend_fn):
+    """Multi-head attention written with einsum heads around ``attend_fn``."""
+
+    def multi_head_attention(x, attn, context=None, mask=None):
+        source = x if context is None else context
+        heads = attn.n_heads
+        out = attend_fn(split(attn.q_proj(x), heads), split(attn.k_proj(source), heads),
+                        split(attn.v_proj(source), heads), mask)
+        return attn.out_proj(merge(out))
+
+    return multi_head_attention
+
+
+multi_head_attention = attending_with(attend)
+
+
+def two_item_output(value_a, value_b, gap):
+    weights = torch.softmax(torch.tensor([gap, 0.0], dtype=torch.float64), dim=0)
+    return weights[0] * value_a + weights[1] * value_b
+
+
+def head_score_variance(d_model, n_heads):
+    head_dim = d_model / n_heads
+    return head_dim, head_dim ** -0.5
 
 
 class CrossAttentionCache:
@@ -110,37 +147,49 @@ def incremental_decode(layer, x, memory, memory_mask):
 
 
 CORRECT = {
-    "padding_mask": padding_mask_from_lengths,
-    "causal_mask": causal_mask,
-    "mha_self": multi_head_attention,
-    "mha_cross": multi_head_attention,
-    "static_cache": CrossAttentionCache,
-    "growing_cache": SelfAttentionCache,
-    "decoder_step": incremental_decode,
+    "padding_mask_tests": padding_mask_from_lengths,
+    "causal_mask_tests": causal_mask,
+    "mha_self_tests": multi_head_attention,
+    "mha_cross_tests": multi_head_attention,
+    "two_items_tests": two_item_output,
+    "head_variance_tests": head_score_variance,
+    "static_cache_tests": CrossAttentionCache,
+    "growing_cache_tests": SelfAttentionCache,
+    "decoder_step_tests": incremental_decode,
 }
 
 
-@pytest.mark.parametrize("check", list(CORRECT))
-def test_correct_code_written_another_way_passes_visible_and_hidden_checks(check, capsys):
-    getattr(grading, f"check_{check}")(CORRECT[check])
-    getattr(grading, f"check_{check}_hidden")(CORRECT[check])
+def test_every_graded_cell_is_declared():
+    assert {exercise.grade_id for exercise in grading.EXERCISES} == set(POINTS)
+
+
+@pytest.mark.parametrize("grade_id", list(CORRECT))
+def test_correct_code_written_another_way_passes_every_case_on_many_seeds(grade_id, capsys):
+    for seed in SEEDS:
+        assert first_failure(grade_id, CORRECT[grade_id], seed) == "", f"seed {seed}"
+    grading.check(grade_id, CORRECT[grade_id])
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("grade_id", list(POINTS))
+def test_the_reference_passes_its_own_hidden_cases_on_many_seeds(grade_id):
+    exercise = grading.EXERCISES[grade_id]
+    for seed in range(40):
+        for case in exercise.cases(seed):
+            assert exercise.verdict(case, exercise.expected(case)) == "", (seed, case.label)
+
+
+def test_hidden_cases_change_with_the_seed():
+    first, second = (grading.EXERCISES["mha_cross_tests"].cases(seed) for seed in (1, 2))
+    assert not torch.equal(first[-1].args[0], second[-1].args[0])
+
+
 # ----------------------------------------------------------------------------- the reference is refused
-
-def reference_padding(lengths, max_len):
-    return masks.padding_mask(lengths, max_len)
-
 
 def reference_causal(size):
     from xattn_edu.nn.masks import causal_mask as f
 
     return f(size)
-
-
-def reference_mha(x, attn, context=None, mask=None):
-    return attn(x, context=context, mask=mask)
 
 
 def fused_mha(x, attn, context=None, mask=None):
@@ -154,7 +203,7 @@ def fused_mha(x, attn, context=None, mask=None):
 
 def torch_mha(x, attn, context=None, mask=None):
     source = x if context is None else context
-    module = torch.nn.MultiheadAttention(attn.d_model, attn.n_heads, batch_first=True)
+    module = torch.nn.MultiheadAttention(attn.d_model, attn.n_heads, batch_first=True).double()
     with torch.no_grad():
         module.in_proj_weight.copy_(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
         module.in_proj_bias.copy_(torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]))
@@ -163,7 +212,7 @@ def torch_mha(x, attn, context=None, mask=None):
     return module(x, source, source, attn_mask=None if mask is None else ~mask[0, 0])[0]
 
 
-class ReferenceCrossCache:
+class PackageCrossCache:
     def __init__(self, attn):
         self.attn, self.cache = attn, StaticKV()
 
@@ -176,7 +225,7 @@ class ReferenceCrossCache:
         return self.attn(x, mask=self.mask, cache=self.cache)
 
 
-class ReferenceSelfCache:
+class PackageSelfCache:
     def __init__(self, attn):
         self.attn, self.cache = attn, GrowingKV()
 
@@ -186,103 +235,170 @@ class ReferenceSelfCache:
         return out
 
 
-def reference_decode(layer, x, memory, memory_mask):
-    return layer(x, memory, causal_mask(x.shape[1]), memory_mask)[0]
-
-
-@pytest.mark.parametrize("check, fn, name", [
-    ("padding_mask", reference_padding, "xattn_edu.nn.masks"),
-    ("causal_mask", reference_causal, "xattn_edu.nn.masks"),
-    ("mha_self", reference_mha, "xattn_edu.nn.heads"),
-    ("mha_cross", fused_mha, "torch.nn.functional.scaled_dot_product_attention"),
-    ("mha_self_hidden", torch_mha, "torch.nn.MultiheadAttention.forward"),
-    ("static_cache", ReferenceCrossCache, "xattn_edu.nn.cache"),
-    ("growing_cache", ReferenceSelfCache, "xattn_edu.nn.cache"),
-    ("decoder_step", reference_decode, "xattn_edu.nn.model.DecoderLayer.forward"),
+@pytest.mark.parametrize("grade_id, implementation, name", [
+    ("padding_mask_tests", lambda lengths, max_len: masks.padding_mask(lengths, max_len), "xattn_edu.nn.masks"),
+    ("causal_mask_tests", reference_causal, "xattn_edu.nn.masks"),
+    ("mha_self_tests", ref.multi_head_attention, "xattn_edu.chapters.two_modes.reference"),
+    ("mha_self_tests", lambda x, attn, context=None, mask=None: attn(x, context=context, mask=mask),
+     "xattn_edu.nn.heads"),
+    ("mha_cross_tests", fused_mha, "torch.nn.functional.scaled_dot_product_attention"),
+    ("mha_cross_tests", torch_mha, "torch.nn.MultiheadAttention.forward"),
+    ("two_items_tests", ref.two_item_output, "xattn_edu.chapters.two_modes.reference"),
+    ("head_variance_tests", ref.head_score_variance, "xattn_edu.chapters.two_modes.reference"),
+    ("static_cache_tests", PackageCrossCache, "xattn_edu.nn"),
+    ("static_cache_tests", ref.CrossAttentionCache, "xattn_edu.chapters.two_modes.reference"),
+    ("growing_cache_tests", PackageSelfCache, "xattn_edu.nn"),
+    ("decoder_step_tests", lambda layer, x, memory, memory_mask: layer(x, memory, causal_mask(x.shape[1]),
+                                                                       memory_mask)[0],
+     "xattn_edu.nn.model.DecoderLayer.forward"),
 ])
-def test_calling_the_reference_fails_with_its_name(check, fn, name):
-    with pytest.raises(AssertionError, match=f"calls the reference implementation `{name}"):
-        getattr(grading, f"check_{check}")(fn)
+def test_calling_a_reference_fails_and_names_it(grade_id, implementation, name):
+    assert f"calls the reference implementation `{name}" in first_failure(grade_id, implementation)
 
 
-# ----------------------------------------------------------------------------- classic mistakes and their messages
+# ----------------------------------------------------------------------------- masks: classic mistakes
 
-def flipped_padding(lengths, max_len):
-    return ~padding_mask_from_lengths(lengths, max_len)
-
-
-def flat_padding(lengths, max_len):
-    return torch.arange(max_len)[None, :] < lengths[:, None]
-
-
-def off_by_one_padding(lengths, max_len):
-    return (torch.arange(max_len)[None, :] <= lengths[:, None])[:, None, None, :]
-
-
-def float_padding(lengths, max_len):
-    return padding_mask_from_lengths(lengths, max_len).float()
-
-
-def no_diagonal(size):
-    return torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=-1)[None, None]
-
-
-def torch_style_causal(size):  # nn.Transformer's polarity: True = blocked
-    return torch.triu(torch.ones(size, size, dtype=torch.bool), diagonal=1)[None, None]
+@pytest.mark.parametrize("grade_id, implementation, message", [
+    ("padding_mask_tests", lambda lengths, max_len: ~padding_mask_from_lengths(lengths, max_len),
+     "True marks the padding"),
+    ("padding_mask_tests", lambda lengths, max_len: torch.arange(max_len)[None, :] < lengths[:, None],
+     "add the two singleton axes"),
+    ("padding_mask_tests", lambda lengths, max_len: (torch.arange(max_len)[None, :] <= lengths[:, None])[:, None,
+                                                                                                          None, :],
+     "compare with `<`"),
+    ("padding_mask_tests", lambda lengths, max_len: padding_mask_from_lengths(lengths, max_len).float(),
+     "masks are boolean"),
+    ("causal_mask_tests", lambda size: torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=-1)[None, None],
+     "the diagonal is False"),
+    ("causal_mask_tests", lambda size: torch.triu(torch.ones(size, size, dtype=torch.bool), diagonal=1)[None, None],
+     "True marks the future"),
+    ("causal_mask_tests", lambda size: torch.triu(torch.ones(size, size, dtype=torch.bool))[None, None],
+     "sees the future and not the past"),
+    ("causal_mask_tests", lambda size: causal_mask(size)[0, 0], "add two leading singleton axes"),
+])
+def test_each_mask_mistake_fails_its_visible_check_with_its_message(grade_id, implementation, message):
+    assert message in first_failure(grade_id, implementation, visible_only=True)
 
 
-def upper_causal(size):
-    return torch.triu(torch.ones(size, size, dtype=torch.bool))[None, None]
+# ----------------------------------------------------------------------------- multi-head attention: classic mistakes
+
+def mha_with(*, scale=None, heads=None, out=True, flip=False, ignore_mask=False, ignore_context=False, swap=False,
+             plain_split=False, plain_merge=False):
+    """multi_head_attention with the chosen mistakes."""
+
+    def split_heads(t, n_heads):
+        return t.reshape(t.shape[0], n_heads, t.shape[1], -1) if plain_split else split(t, n_heads)
+
+    def merge_heads(t):
+        return t.reshape(t.shape[0], t.shape[2], -1) if plain_merge else merge(t)
+
+    def mha(x, attn, context=None, mask=None):
+        source = x if context is None or ignore_context else context
+        queries_from = x
+        if swap:
+            queries_from, source = source, queries_from
+        n = heads or attn.n_heads
+        query, key, value = (split_heads(p(s), n) for p, s in
+                             ((attn.q_proj, queries_from), (attn.k_proj, source), (attn.v_proj, source)))
+        mask = None if mask is None or ignore_mask else (~mask if flip else mask)
+        merged = merge_heads(attend(query, key, value, mask, scale))
+        return attn.out_proj(merged) if out else merged
+
+    return mha
 
 
-def square_causal(size):
-    return causal_mask(size)[0, 0]
-
-
-def _mha_with(x, attn, context=None, mask=None, *, scale=None, flip=False, heads=None, out=True, swap=False):
-    source = x if context is None else context
-    if swap:
-        x, source = source, x
-    heads = heads or attn.n_heads
+def own_flipped_mha(x, attn, context=None, mask=None):
+    """Its own masking, -inf where the mask is True: a causal mask's last row has no key left, so NaN."""
+    source, heads = x if context is None else context, attn.n_heads
     query, key, value = split(attn.q_proj(x), heads), split(attn.k_proj(source), heads), split(attn.v_proj(source),
                                                                                                 heads)
-    scores = query @ key.transpose(-1, -2) * (scale if scale is not None else 1 / math.sqrt(query.shape[-1]))
+    scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])
     if mask is not None:
-        scores = scores.masked_fill(mask if flip else ~mask, float("-inf"))
-    merged = merge(torch.softmax(scores, dim=-1) @ value)
-    return attn.out_proj(merged) if out else merged
+        scores = scores.masked_fill(mask, float("-inf"))
+    return attn.out_proj(merge(torch.softmax(scores, dim=-1) @ value))
 
 
-@pytest.mark.parametrize("check, fn, message", [
-    ("padding_mask", flipped_padding, "True marks the padding"),
-    ("padding_mask", flat_padding, "add the two singleton axes"),
-    ("padding_mask", off_by_one_padding, "compare with `<`"),
-    ("padding_mask", float_padding, "masks are boolean"),
-    ("causal_mask", no_diagonal, "the diagonal is False"),
-    ("causal_mask", torch_style_causal, "True marks the future"),
-    ("causal_mask", upper_causal, "sees the future and not the past"),
-    ("causal_mask", square_causal, "add two leading singleton axes"),
-    ("mha_self", lambda x, attn, context=None, mask=None: _mha_with(x, attn, context, mask, scale=1.0),
-     "not scaled"),
-    ("mha_self", lambda x, attn, context=None, mask=None: _mha_with(x, attn, context, mask,
-                                                                    scale=1 / math.sqrt(attn.d_model)),
-     "divided by sqrt.D."),
-    ("mha_self", lambda x, attn, context=None, mask=None: _mha_with(x, attn, context, mask, heads=1),
-     "one head over all D"),
-    ("mha_self", lambda x, attn, context=None, mask=None: _mha_with(x, attn, context, mask, out=False),
-     "output projection is missing"),
-    ("mha_self", lambda x, attn, context=None, mask=None: _mha_with(x, attn, context, mask, flip=True),
-     "wrong way round"),
-    ("mha_cross", lambda x, attn, context=None, mask=None: _mha_with(x, attn, context, mask, swap=True),
-     "has the memory's length"),
-    ("mha_cross", lambda x, attn, context=None, mask=None: _mha_with(x, attn, None, None), "`context` is ignored"),
-    ("mha_cross", lambda x, attn, context=None, mask=None: _mha_with(x, attn, context, None), "mask is ignored"),
-    ("mha_cross_hidden", lambda x, attn, context=None, mask=None: _mha_with(x, attn, context, mask), "gives NaN"),
+@pytest.mark.parametrize("grade_id, implementation, message", [
+    ("mha_self_tests", mha_with(scale=1.0), "not scaled"),
+    ("mha_self_tests", mha_with(scale=1 / math.sqrt(16)), "divided by sqrt(D)"),
+    ("mha_self_tests", mha_with(heads=1), "one head over all D"),
+    ("mha_self_tests", mha_with(out=False), "output projection is missing"),
+    ("mha_self_tests", mha_with(flip=True), "the wrong way round"),
+    ("mha_self_tests", own_flipped_mha, "the wrong way round (the NaN rows"),
+    ("mha_self_tests", mha_with(plain_split=True), "split with a plain reshape"),
+    ("mha_self_tests", mha_with(plain_merge=True), "merged with a plain reshape"),
+    ("mha_self_tests", mha_with(plain_split=True, plain_merge=True),
+     "the head split and the head merge are both plain reshapes"),
+    ("mha_cross_tests", mha_with(plain_split=True, plain_merge=True),
+     "the head split and the head merge are both plain reshapes"),
+    ("mha_cross_tests", mha_with(swap=True), "has the memory's length"),
+    ("mha_cross_tests", mha_with(ignore_context=True), "`context` is ignored"),
+    ("mha_cross_tests", mha_with(ignore_mask=True), "mask is ignored"),
 ])
-def test_each_classic_mistake_fails_its_check_with_a_teaching_message(check, fn, message):
-    with pytest.raises(AssertionError, match=message):
-        getattr(grading, f"check_{check}")(fn)
+def test_each_attention_mistake_fails_its_visible_check_with_its_message(grade_id, implementation, message):
+    assert message in first_failure(grade_id, implementation, visible_only=True)
 
+
+def test_swapped_queries_and_memory_of_equal_length_are_named_by_a_hidden_case():
+    message = first_failure("mha_cross_tests", lambda x, attn, context=None, mask=None: (
+        mha_with(swap=True)(x, attn, context, mask) if context.shape == x.shape else
+        multi_head_attention(x, attn, context, mask)))
+    assert "queries and memory are swapped" in message
+
+
+def nan_patched_attend(query, key, value, mask=None):
+    """The Chapter 2 trap: an additive -inf mask, softmax, then nan_to_num: right outputs, NaN gradients on rows
+    with no visible key (masked_fill would have zeroed those gradients; adding -inf passes the NaN on)."""
+    scores = query @ key.transpose(-1, -2) / math.sqrt(query.shape[-1])
+    if mask is not None:
+        scores = scores + torch.zeros(mask.shape, dtype=scores.dtype).masked_fill(~mask, float("-inf"))
+    return torch.nan_to_num(torch.softmax(scores, dim=-1), nan=0.0) @ value
+
+
+nan_patched_mha = attending_with(nan_patched_attend)
+
+
+def test_a_right_output_with_nan_gradients_fails_only_the_hidden_fully_masked_case():
+    assert first_failure("mha_cross_tests", nan_patched_mha, visible_only=True) == ""
+    message = first_failure("mha_cross_tests", nan_patched_mha)
+    assert "gradient of the output" in message and "with respect to `x`" in message and "nan" in message.lower()
+
+
+@pytest.mark.parametrize("implementation, message", [
+    (lambda x, attn, context=None, mask=None: multi_head_attention(x, attn, context, mask).detach(),
+     "carries gradients back"),
+    (lambda x, attn, context=None, mask=None: torch.from_numpy(
+        multi_head_attention(x, attn, context, mask).detach().numpy()), "carries gradients back"),
+    (lambda x, attn, context=None, mask=None: (multi_head_attention(x, attn, context, mask), None),
+     "carries gradients back"),
+])
+def test_an_output_that_does_not_carry_gradients_fails(implementation, message):
+    assert message in first_failure("mha_self_tests", implementation, visible_only=True)
+
+
+# ----------------------------------------------------------------------------- the derivations
+
+@pytest.mark.parametrize("grade_id, implementation, message", [
+    ("two_items_tests", lambda a, b, gap: (a + b) / 2, "plain average"),
+    ("two_items_tests", lambda a, b, gap: two_item_output(b, a, gap), "the two weights are swapped"),
+    ("two_items_tests", lambda a, b, gap: gap * a + (1 - gap) * b, "the gap itself used as a weight"),
+    ("head_variance_tests", lambda d, h: (float(d), 1 / math.sqrt(d)), "D is the variance of a dot product over all"),
+    ("head_variance_tests", lambda d, h: (math.sqrt(d / h), 1 / math.sqrt(d / h)), "that is the standard deviation"),
+    ("head_variance_tests", lambda d, h: (d / h, 1 / math.sqrt(d)), "1/sqrt(D) scales for the full width"),
+    ("head_variance_tests", lambda d, h: (d / h, h / d), "brings the variance to 1/Dh"),
+    ("head_variance_tests", lambda d, h: d / h, "should return a pair"),
+])
+def test_each_derivation_mistake_fails_with_its_message(grade_id, implementation, message):
+    assert message in first_failure(grade_id, implementation)
+
+
+def test_the_plain_average_passes_the_visible_equal_score_case_but_not_the_rest():
+    exercise = grading.EXERCISES["two_items_tests"]
+    first = exercise.visible()[0]
+    assert exercise.verdict(first, exercise.result_of(lambda a, b, gap: (a + b) / 2, first)) == ""
+
+
+# ----------------------------------------------------------------------------- caches: classic mistakes
 
 class ReprojectingCache(CrossAttentionCache):
     """Keeps the memory and projects it again at every step: right numbers, wasted work."""
@@ -297,7 +413,7 @@ class ReprojectingCache(CrossAttentionCache):
 
 
 class FunctionalReprojectingCache(CrossAttentionCache):
-    """Re-projects with F.linear, which the projection hooks cannot see; the poisoned weights still catch it."""
+    """Re-projects with F.linear, which the projection hooks cannot see; overwriting the memory still catches it."""
 
     def fill(self, memory, memory_mask=None):
         super().fill(memory, memory_mask)
@@ -309,16 +425,39 @@ class FunctionalReprojectingCache(CrossAttentionCache):
         return super().step(x)
 
 
+class FlatKeyCache(CrossAttentionCache):
+    def fill(self, memory, memory_mask=None):
+        super().fill(memory, memory_mask)
+        self.key = merge(self.key)
+
+    def step(self, x):
+        saved, self.key = self.key, split(self.key, self.attn.n_heads)
+        try:
+            return super().step(x)
+        finally:
+            self.key = saved
+
+
+class LazyCache(CrossAttentionCache):
+    """fill only keeps the memory; every step projects it."""
+
+    def fill(self, memory, memory_mask=None):
+        self.memory, self.mask = memory, memory_mask
+
+    def step(self, x):
+        super().fill(self.memory, self.mask)
+        return super().step(x)
+
+
 class ForgetfulSelfCache(SelfAttentionCache):
     """Keeps only the newest key and value."""
 
     def step(self, x_t):
         self.key = self.value = None
-        out = super().step(x_t)
-        return out
+        return super().step(x_t)
 
 
-class ForgetfulButGrowing(SelfAttentionCache):
+class SelfOnlyCache(SelfAttentionCache):
     """Grows the cache but attends only to the new position."""
 
     def step(self, x_t):
@@ -326,6 +465,17 @@ class ForgetfulButGrowing(SelfAttentionCache):
         heads = self.attn.n_heads
         query, key, value = (split(p(x_t), heads) for p in (self.attn.q_proj, self.attn.k_proj, self.attn.v_proj))
         return self.attn.out_proj(merge(attend(query, key, value)))
+
+
+class RecomputingSelfCache(SelfAttentionCache):
+    """Keeps the inputs and re-projects the whole prefix at every step."""
+
+    def step(self, x_t):
+        self.inputs = x_t if self.key is None else torch.cat([self.inputs, x_t], dim=1)
+        heads = self.attn.n_heads
+        self.key, self.value = split(self.attn.k_proj(self.inputs), heads), split(self.attn.v_proj(self.inputs), heads)
+        query = split(self.attn.q_proj(x_t), heads)
+        return self.attn.out_proj(merge(attend(query, self.key, self.value)))
 
 
 def recompute_decode(layer, x, memory, memory_mask):
@@ -340,41 +490,100 @@ def recompute_decode(layer, x, memory, memory_mask):
     return torch.cat(outputs, dim=1)
 
 
-def unmasked_decode(layer, x, memory, memory_mask):
-    return incremental_decode(layer, x, memory, None)
+def refilling_decode(layer, x, memory, memory_mask):
+    """A new cross-attention cache at every step."""
+    self_cache, outputs = SelfAttentionCache(layer.self_attn), []
+    for t in range(x.shape[1]):
+        cross_cache = CrossAttentionCache(layer.cross_attn)
+        cross_cache.fill(memory, memory_mask)
+        h = layer.self_block(x[:, t:t + 1], self_cache.step)
+        outputs.append(layer.ff_block(layer.cross_block(h, cross_cache.step), layer.ff))
+    return torch.cat(outputs, dim=1)
 
 
-@pytest.mark.parametrize("check, fn, message", [
-    ("static_cache", ReprojectingCache, "the memory was projected again"),
-    ("static_cache_hidden", FunctionalReprojectingCache, "step.. still reads the memory"),
-    ("growing_cache", ForgetfulSelfCache, "should hold 2 positions"),
-    ("growing_cache", ForgetfulButGrowing, "attends only to itself"),
-    ("decoder_step", recompute_decode, "one position per step"),
-    ("decoder_step", unmasked_decode, "pass memory_mask"),
+@pytest.mark.parametrize("grade_id, implementation, message", [
+    ("static_cache_tests", ReprojectingCache, "the memory was projected again"),
+    ("static_cache_tests", FunctionalReprojectingCache, "step() still reads the memory"),
+    ("static_cache_tests", FlatKeyCache, "(B, h, Tk, Dh)"),
+    ("static_cache_tests", LazyCache, "`fill` did not project the memory"),
+    ("growing_cache_tests", ForgetfulSelfCache, "should hold 2 positions"),
+    ("growing_cache_tests", SelfOnlyCache, "attends only to itself"),
+    ("growing_cache_tests", RecomputingSelfCache, "the key projection ran on 5 positions"),
+    ("decoder_step_tests", recompute_decode, "one position per step"),
+    ("decoder_step_tests", refilling_decode, "the memory was projected 5 times"),
+    ("decoder_step_tests", lambda layer, x, memory, memory_mask: incremental_decode(layer, x, memory, None),
+     "pass memory_mask"),
 ])
-def test_cache_mistakes_fail_with_a_teaching_message(check, fn, message):
-    with pytest.raises(AssertionError, match=message):
-        getattr(grading, f"check_{check}")(fn)
+def test_each_cache_mistake_fails_its_visible_check_with_its_message(grade_id, implementation, message):
+    assert message in first_failure(grade_id, implementation, visible_only=True)
 
 
-def test_a_functional_reprojection_passes_the_visible_check_but_not_the_hidden_one():
-    grading.check_static_cache(FunctionalReprojectingCache)
+# ----------------------------------------------------------------------------- the visible test in the kernel
+
+def test_an_unfinished_exercise_says_so_in_one_line():
+    def stub(lengths, max_len):
+        raise NotImplementedError()
+
+    with pytest.raises(NotDone, match=r"^Exercise 1 \(padding mask\) is not done yet"):
+        grading.check("padding_mask_tests", stub)
+
+
+def test_an_unfinished_cache_method_counts_as_not_done():
+    class Stub(CrossAttentionCache):
+        def fill(self, memory, memory_mask=None):
+            raise NotImplementedError()
+
+    with pytest.raises(NotDone, match="Exercise 5"):
+        grading.check("static_cache_tests", Stub)
+
+
+def test_a_wrong_answer_raises_one_line_with_the_message():
+    with pytest.raises(Wrong, match="both plain reshapes") as raised:
+        grading.check("mha_self_tests", mha_with(plain_split=True, plain_merge=True))
+    assert "\n" not in str(raised.value)
 
 
 # ----------------------------------------------------------------------------- whole notebooks (nbgrader)
 
 @pytest.mark.slow
-def test_polarity_diagonal_and_reprojection_mistakes_lose_exactly_their_exercises(tmp_path):
+def test_polarity_plain_reshapes_and_reprojection_lose_exactly_their_exercises(tmp_path):
     notebook = solution_notebook(CHAPTER)
     # nn.MultiheadAttention's key_padding_mask convention: True = padding
     notebook = replace_solution(notebook, "padding_mask_solution", """
         positions = torch.arange(max_len)
         return (positions[None, :] >= lengths[:, None])[:, None, None, :]
     """)
-    # the diagonal left out: a position may not see itself
-    notebook = replace_solution(notebook, "causal_mask_solution", """
-        return torch.tril(torch.ones(size, size, dtype=torch.bool), diagonal=-1)[None, None]
-    """)
+    # the head split and merge as plain reshapes: every exercise that splits more than one position loses its
+    # points; the growing cache splits one position per step, where a plain reshape happens to be right
+    notebook = replace_cell(notebook, "heads_solution", textwrap.dedent("""
+        def split_heads(t, n_heads):
+            return t.reshape(t.shape[0], n_heads, t.shape[1], -1)
+
+
+        def merge_heads(t):
+            return t.reshape(t.shape[0], t.shape[2], -1)
+    """))
+    # the variance of the full width instead of one head's
+    notebook = replace_solution(notebook, "head_variance_solution", "return float(d_model), d_model ** -0.5")
+    report = grade(notebook, CHAPTER, tmp_path)
+    scores = {e.grade_id: e.score for e in report.exercises}
+    lost = ("padding_mask_tests", "mha_self_tests", "mha_cross_tests", "head_variance_tests", "static_cache_tests",
+            "decoder_step_tests")
+    assert scores == {**POINTS, **dict.fromkeys(lost, 0)}, report.table()
+    reasons = {e.grade_id: e.reason for e in report.exercises}
+    assert "True marks the padding" in reasons["padding_mask_tests"]
+    assert "both plain reshapes" in reasons["mha_self_tests"]
+    assert "over all D features" in reasons["head_variance_tests"]
+
+
+@pytest.mark.slow
+def test_reference_calls_and_a_re_reading_cache_lose_exactly_their_exercises(tmp_path):
+    notebook = solution_notebook(CHAPTER)
+    # the module itself, and the decoder layer's own forward pass (no import: the grader's scan would hold
+    # every later cell for review, which is another test's business)
+    notebook = replace_solution(notebook, "mha_solution", "return attn(x, context=context, mask=mask)")
+    notebook = replace_solution(notebook, "decoder_step_solution",
+                                "return layer(x, memory, causal_mask(x.shape[1]), memory_mask)[0]")
     # fill keeps the memory; every step projects it again (the whole cell: the class has a region per method)
     notebook = replace_cell(notebook, "static_cache_solution", textwrap.dedent("""
         class CrossAttentionCache:
@@ -393,29 +602,9 @@ def test_polarity_diagonal_and_reprojection_mistakes_lose_exactly_their_exercise
     """))
     report = grade(notebook, CHAPTER, tmp_path)
     scores = {e.grade_id: e.score for e in report.exercises}
-    assert scores == {**POINTS, "padding_mask_tests": 0, "causal_mask_tests": 0, "static_cache_tests": 0}, \
-        report.table()
+    assert scores == {**POINTS, "mha_self_tests": 0, "mha_cross_tests": 0, "static_cache_tests": 0,
+                      "decoder_step_tests": 0}, report.table()
     reasons = {e.grade_id: e.reason for e in report.exercises}
-    assert "True marks the padding" in reasons["padding_mask_tests"]
-    assert "the diagonal is False" in reasons["causal_mask_tests"]
+    assert "calls the reference implementation `xattn_edu.nn.heads" in reasons["mha_cross_tests"]
     assert "the memory was projected again" in reasons["static_cache_tests"]
-
-
-@pytest.mark.slow
-def test_calling_the_references_scores_zero_on_those_exercises(tmp_path):
-    notebook = solution_notebook(CHAPTER)
-    notebook = replace_solution(notebook, "padding_mask_solution", """
-        from xattn_edu.nn.masks import padding_mask
-        return padding_mask(lengths, max_len)
-    """)
-    notebook = replace_solution(notebook, "mha_solution", """
-        return attn(x, context=context, mask=mask)
-    """)
-    notebook = replace_solution(notebook, "decoder_step_solution", """
-        from xattn_edu.nn.masks import causal_mask as full_causal
-        return layer(x, memory, full_causal(x.shape[1]), memory_mask)[0]
-    """)
-    scores = grade_scores(notebook, CHAPTER, tmp_path)
-    # the caches reuse attend/split_heads/merge_heads, which still work: only the replaced exercises fail
-    assert scores == {**POINTS, "padding_mask_tests": 0, "mha_self_tests": 0, "mha_cross_tests": 0,
-                      "decoder_step_tests": 0}
+    assert "`xattn_edu.nn.model.DecoderLayer.forward`" in reasons["decoder_step_tests"]

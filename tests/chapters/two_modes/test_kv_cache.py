@@ -54,12 +54,38 @@ def test_flops_with_both_caches_grow_linearly_and_without_quadratically():
                                                                   reverse=True)
 
 
-def test_measure_decoding_reports_every_mode_and_length():
-    report = kv_cache.measure_decoding(SMALL, (4, 8), torch.device("cpu"))
+def test_measure_decoding_reports_every_mode_and_length(capsys):
+    report = kv_cache.measure_decoding(SMALL, (4, 8), torch.device("cpu"), threads=1, progress=True)
     assert {(row.mode, row.steps) for row in report.rows} == {(m.name, t) for m in kv_cache.MODES for t in (4, 8)}
     assert all(row.ms_per_token > 0 and row.projection_gflops > 0 for row in report.rows)
     assert report.max_logit_difference < 1e-4
-    assert report.speedup(8) > 0 and report.device.startswith("cpu")
+    assert report.speedup(8) > 0 and report.device == "cpu (1 thread)"
+    assert "timing decoding" in capsys.readouterr().err  # the progress bar
+
+
+def test_measure_decoding_times_with_one_thread_and_gives_the_session_its_threads_back():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        report = kv_cache.measure_decoding(SMALL, (2,), torch.device("cpu"))
+        assert torch.get_num_threads() == 2 and report.device == "cpu (1 thread)"
+        assert kv_cache.measure_decoding(SMALL, (2,), torch.device("cpu"), threads=None).device == "cpu (2 threads)"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_projection_work_per_token_is_the_sentence_total_divided_by_the_length():
+    row = kv_cache.TimingRow("both caches", steps=8, ms_per_token=1.0, cpu_ms_per_token=1.0, projection_gflops=0.016)
+    assert row.projection_mflops_per_token == pytest.approx(2.0)
+
+
+def test_work_per_token_grows_without_the_self_cache_and_falls_with_both():
+    def per_token(mode, steps):
+        return kv_cache.projection_flops(mode, steps, src_len=32, d_model=128, n_layers=2) / steps
+
+    none, both = kv_cache.MODES[0], kv_cache.MODES[-1]
+    assert per_token(none, 128) > 4 * per_token(none, 8)  # linear in T, plus the memory's fixed share
+    assert per_token(both, 128) < per_token(both, 8)
 
 
 def test_decode_logits_needs_exactly_one_of_steps_and_tgt(model_and_src):
@@ -68,11 +94,12 @@ def test_decode_logits_needs_exactly_one_of_steps_and_tgt(model_and_src):
         kv_cache.decode_logits(model, src, kv_cache.MODES[0])
 
 
-def test_fast_mode_shrinks_the_workload(monkeypatch):
+def test_fast_mode_shrinks_the_workload_and_the_notebook_default_is_short(monkeypatch):
     monkeypatch.setenv("XATTN_FAST", "1")
     assert kv_cache.lengths() == kv_cache.FAST_LENGTHS and kv_cache.bench_config() == kv_cache.FAST_CONFIG
     monkeypatch.setenv("XATTN_FAST", "0")
-    assert max(kv_cache.lengths()) == 256 and min(kv_cache.lengths()) == 8
+    assert kv_cache.lengths() == (8, 32, 128) and kv_cache.bench_config().repeats == 3
+    assert max(kv_cache.LENGTHS) == 256 and kv_cache.BenchConfig().repeats == 5  # the benchmark's full sweep
 
 
 def test_padding_changes_cross_attention_only_without_the_mask():

@@ -12,7 +12,7 @@ decodes with each combination of the two caches and measures what they buy:
   analytically from the shapes; :func:`count_projection_flops` counts the same thing by hooking
   every projection while decoding (a test checks that the two agree).
 * :func:`measure_decoding` — median wall time per generated token in each mode, for several
-  output lengths, on the default device.
+  output lengths, on the default device, with a progress bar if asked.
 
 FLOP convention: a linear map ``D -> D`` applied to ``n`` positions costs ``2 n D^2`` FLOPs
 (one multiply and one add per weight and position); biases are left out.
@@ -53,6 +53,9 @@ MODES = (
 """The four decoding loops compared in Chapter 3."""
 
 LENGTHS = (8, 16, 32, 64, 128, 256)
+"""The full sweep of output lengths (``benchmarks/kv_cache.py``)."""
+NOTEBOOK_LENGTHS = (8, 32, 128)
+"""What the chapter measures by default: the same trend in a few seconds."""
 FAST_LENGTHS = (8, 16)
 
 
@@ -79,17 +82,18 @@ class BenchConfig:
         )
 
 
+NOTEBOOK_CONFIG = BenchConfig(repeats=3)
 FAST_CONFIG = BenchConfig(d_model=64, n_heads=4, n_layers=2, d_ff=128, vocab=100, batch=2, src_len=8, repeats=1)
 
 
 def bench_config() -> BenchConfig:
-    """The workload for this run: small when ``XATTN_FAST=1``."""
-    return FAST_CONFIG if fast_mode() else BenchConfig()
+    """The chapter's workload: three timed runs per point, or a small model and one run when ``XATTN_FAST=1``."""
+    return FAST_CONFIG if fast_mode() else NOTEBOOK_CONFIG
 
 
 def lengths() -> tuple[int, ...]:
-    """Output lengths to measure: 8–256 tokens, or 8 and 16 in fast mode."""
-    return FAST_LENGTHS if fast_mode() else LENGTHS
+    """Output lengths the chapter measures: 8, 32 and 128 tokens, or 8 and 16 in fast mode."""
+    return FAST_LENGTHS if fast_mode() else NOTEBOOK_LENGTHS
 
 
 def build_model(cfg: BenchConfig, max_len: int, device: torch.device | None = None) -> tuple[Seq2Seq, Tensor]:
@@ -191,6 +195,11 @@ class TimingRow:
     cpu_ms_per_token: float  # the same in process CPU time (less sensitive to other jobs on a shared machine)
     projection_gflops: float  # analytic attention projection GFLOPs per sentence for all T tokens
 
+    @property
+    def projection_mflops_per_token(self) -> float:
+        """The projection work per generated token (MFLOPs per sentence), comparable with the time per token."""
+        return 1e3 * self.projection_gflops / self.steps
+
 
 @dataclass(frozen=True)
 class DecodingReport:
@@ -233,35 +242,39 @@ def cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
 
 def measure_decoding(
     cfg: BenchConfig | None = None, steps_list: tuple[int, ...] | None = None, device: torch.device | None = None,
-    threads: int | None = 1,
+    threads: int | None = 1, progress: bool = False,
 ) -> DecodingReport:
     """Median time per generated token for every mode and output length (greedy, batch of ``cfg.batch``).
 
-    ``threads``: torch CPU threads while measuring. One by default: these matrices are too small to gain
-    from splitting, and on a busy machine extra threads mostly wait for each other, which makes the
-    timings erratic. None keeps torch's setting.
+    ``threads``: torch CPU threads while measuring (the session's count is restored afterwards; the
+    report's ``device`` names the count used). One by default: these matrices are too small to gain
+    from splitting, and on a busy machine extra threads mostly wait for each other at every matrix
+    product, which makes timings erratic and slow. None keeps torch's setting. ``progress``: a tqdm
+    bar over the timed runs (on stderr).
     """
     cfg = cfg or bench_config()
     steps_list = steps_list or lengths()
     device = device or default_device()
     with cpu_threads(device, threads):
-        return _measure(cfg, steps_list, device)
+        return _measure(cfg, steps_list, device, progress)
 
 
-def _measure(cfg: BenchConfig, steps_list: tuple[int, ...], device: torch.device) -> DecodingReport:
+def _measure(cfg: BenchConfig, steps_list: tuple[int, ...], device: torch.device, progress: bool) -> DecodingReport:
+    from tqdm.auto import tqdm
+
     model, src = build_model(cfg, max(steps_list), device)
     decode_logits(model, src, MODES[-1], steps=4)  # warm-up: first-call allocations and kernel selection
     wall: dict[tuple[str, int], list[float]] = {}
     cpu: dict[tuple[str, int], list[float]] = {}
-    for steps in steps_list:
-        for _ in range(cfg.repeats):
-            for mode in MODES:  # interleaved, so a burst of load on a shared machine hits every mode alike
-                synchronize(device)
-                start, start_cpu = time.perf_counter(), time.process_time()
-                decode_logits(model, src, mode, steps=steps)
-                synchronize(device)
-                wall.setdefault((mode.name, steps), []).append((time.perf_counter() - start) / steps)
-                cpu.setdefault((mode.name, steps), []).append((time.process_time() - start_cpu) / steps)
+    runs = [(steps, mode) for steps in steps_list for _ in range(cfg.repeats) for mode in MODES]
+    # interleaved modes, so a burst of load on a shared machine hits every mode alike
+    for steps, mode in tqdm(runs, desc="timing decoding", unit="run", disable=not progress):
+        synchronize(device)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        decode_logits(model, src, mode, steps=steps)
+        synchronize(device)
+        wall.setdefault((mode.name, steps), []).append((time.perf_counter() - start) / steps)
+        cpu.setdefault((mode.name, steps), []).append((time.process_time() - start_cpu) / steps)
     rows = [
         TimingRow(mode.name, steps, 1e3 * statistics.median(wall[(mode.name, steps)]),
                   1e3 * statistics.median(cpu[(mode.name, steps)]),

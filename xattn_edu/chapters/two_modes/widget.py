@@ -1,71 +1,54 @@
-"""Chapter 3 widget: step through decoding and watch cross-attention read a cached library.
+"""Chapter 3 widget: step through decoding and watch cross-attention read the cached source.
 
-A fixed, hand-set example (no training, so it is instant and the same every time): the English
-source "yesterday the cat saw the mouse ." is translated into German "gestern sah die Katze die Maus ."
-(the verb moves forward after the fronted adverb). Three heads have hand-set queries and keys:
+The widget shows a real translator's cross-attention (the notebook passes the weights of the model it
+trained, :mod:`xattn_edu.chapters.two_modes.translator`) one decoding step at a time, beside the two
+caches that decoding keeps: the static cache of the source's keys and values (complete from the first
+step, projected once) and the growing cache of the decoder's own keys and values (one entry more per
+step).
 
-* ``alignment`` looks at the source word being translated;
-* ``content`` spreads over the content words (cat, saw, mouse) and the aligned word;
-* ``neighbourhood`` looks at the aligned word and its two neighbours.
-
-The weights are computed by :func:`xattn_edu.nn.attention.attention_weights` from those queries and
-keys. Each source token's key is a one-hot vector, so a query is simply a row of scores.
-:func:`decoding_step_view` computes what the widget shows at one decoding step (unit-tested without
-a browser): the cross-attention row over the source, which cache entries exist, and how many
-key/value projections the caches save. :func:`render_step_html` draws it; :func:`make_two_modes_widget`
-wires a step slider and a head selector to it.
+:func:`decoding_step_view` computes what the widget shows at one step (unit-tested without a
+browser); :func:`render_step_html` draws it; :func:`make_two_modes_widget` wires a step slider and a
+head selector to it.
 """
 
 from __future__ import annotations
 
 import html
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from xattn_edu.chapters.support.live import live_html
 from xattn_edu.chapters.support.plots import weight_css
-from xattn_edu.nn.attention import attention_weights
 
-SOURCE = ("yesterday", "the", "cat", "saw", "the", "mouse", ".")
-TARGET = ("gestern", "sah", "die", "Katze", "die", "Maus", ".")
-ALIGNMENT = (0, 3, 1, 2, 4, 5, 6)  # TARGET[t] translates SOURCE[ALIGNMENT[t]]
-HEADS = ("alignment", "content", "neighbourhood")
 BOS = "<s>"
-_CONTENT_WORDS = (2, 3, 5)  # cat, saw, mouse
 
 
-def _head_scores(head: str, aligned: int, n_source: int) -> np.ndarray:
-    """The hand-set query of one head at one step, written as the scores it gives each source key."""
-    scores = np.zeros(n_source)
-    if head == "alignment":
-        scores[aligned] = 4.0
-    elif head == "content":
-        scores[list(_CONTENT_WORDS)] = 2.0
-        scores[aligned] += 1.0
-    elif head == "neighbourhood":
-        for offset, score in ((-1, 1.5), (0, 3.0), (1, 1.5)):
-            if 0 <= aligned + offset < n_source:
-                scores[aligned + offset] = score
-    else:
-        raise ValueError(f"unknown head {head!r}; heads are {HEADS}")
-    return scores
+@dataclass(frozen=True)
+class DecodingExample:
+    """One translated sentence and its cross-attention, as the widget steps through it."""
+
+    source: tuple[str, ...]  # the Ts source tokens the memory holds (keys and values)
+    target: tuple[str, ...]  # the Tt target tokens, one written per step
+    weights: np.ndarray  # (h, Tt, Ts) cross-attention of every head; row t is the step writing target[t]
+    heads: tuple[str, ...]  # a name per head, e.g. "head 1"
+
+    def __post_init__(self):
+        shape = (len(self.heads), len(self.target), len(self.source))
+        if np.shape(self.weights) != shape:
+            raise ValueError(f"weights must be (h, Tt, Ts) = {shape}, got {np.shape(self.weights)}")
 
 
-def cross_attention_weights() -> np.ndarray:
-    """(h, Tt, Ts) cross-attention weights of the example: every head, every decoding step."""
-    n_source = len(SOURCE)
-    keys = torch.eye(n_source, dtype=torch.float64)  # (Ts, Dh): one-hot keys, Dh = Ts
-    scale = math.sqrt(n_source)  # undo attention's 1/sqrt(Dh), so the hand-set scores are the logits
-    queries = torch.tensor(
-        np.array([[_head_scores(head, a, n_source) * scale for a in ALIGNMENT] for head in HEADS])
-    )  # (h, Tt, Dh)
-    return attention_weights(queries, keys.expand(len(HEADS), -1, -1)).numpy()  # (h, Tt, Ts)
+def example_from_maps(source: Sequence[str], target: Sequence[str], weights) -> DecodingExample:
+    """A :class:`DecodingExample` from one layer's (h, Tt, Ts) weights (a tensor or an array), heads named 1..h."""
+    weights = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights, dtype=float)
+    return DecodingExample(tuple(source), tuple(target), weights,
+                           tuple(f"head {index + 1}" for index in range(weights.shape[0])))
 
 
-WEIGHTS = cross_attention_weights()
+def _entries(count: int) -> str:
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
 
 
 @dataclass(frozen=True)
@@ -84,25 +67,28 @@ class StepView:
     projections_recomputed: int  # the same without caches (prefix and memory re-projected every step)
 
 
-def decoding_step_view(step: int, head: str = HEADS[0]) -> StepView:
-    """What the widget shows at decoding ``step`` (1-based) for ``head``.
+def decoding_step_view(example: DecodingExample, step: int, head: str) -> StepView:
+    """What the widget shows at decoding ``step`` (1-based) for ``head`` of ``example``.
 
     Returns:
-        A :class:`StepView`; ``weights`` has shape (Ts,) and sums to 1.
+        A :class:`StepView`; ``weights`` has shape (Ts,).
+
+    Raises:
+        ValueError: a step outside 1..Tt or an unknown head.
     """
-    n_target, n_source = len(TARGET), len(SOURCE)
+    n_target, n_source = len(example.target), len(example.source)
     if not 1 <= step <= n_target:
         raise ValueError(f"step must be in 1..{n_target}, got {step}")
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; heads are {HEADS}")
-    inputs = (BOS, *TARGET[: step - 1])  # the decoder has been fed these, one per step
+    if head not in example.heads:
+        raise ValueError(f"unknown head {head!r}; heads are {example.heads}")
+    inputs = (BOS, *example.target[: step - 1])  # the decoder has been fed these, one per step
     return StepView(
         step=step,
         head=head,
         decoder_input=inputs[-1],
-        writing=TARGET[step - 1],
-        weights=WEIGHTS[HEADS.index(head), step - 1],
-        static_entries=SOURCE,
+        writing=example.target[step - 1],
+        weights=example.weights[example.heads.index(head), step - 1],
+        static_entries=example.source,
         static_projected_now=step == 1,
         growing_entries=inputs,
         projections_cached=n_source + step,  # memory once, then one new decoder position per step
@@ -133,12 +119,13 @@ def render_step_html(view: StepView) -> str:
     return (
         "<div>"
         f"<div>step {view.step}: the decoder reads <b>{html.escape(view.decoder_input)}</b> and writes "
-        f"<b>{html.escape(view.writing)}</b> &nbsp;·&nbsp; head <i>{html.escape(view.head)}</i></div>"
+        f"<b>{html.escape(view.writing)}</b> &nbsp;·&nbsp; <i>{html.escape(view.head)}</i></div>"
         "<div style='margin-top:4px'>cross-attention over the source (queries: decoder, keys/values: encoder)</div>"
         f"<table style='border-collapse:collapse'><tr>{source_row}</tr><tr>{weight_row}</tr></table>"
-        f"<div style='margin-top:6px'>static cross-attention K/V ({len(view.static_entries)} entries, "
-        f"{static_note})</div><table style='border-collapse:collapse'><tr>{static_row}</tr></table>"
-        f"<div style='margin-top:6px'>growing self-attention K/V ({len(view.growing_entries)} entries, "
+        f"<div style='margin-top:6px'>static cross-attention K/V ({_entries(len(view.static_entries))}, "
+        f"{static_note})</div>"
+        f"<table style='border-collapse:collapse'><tr>{static_row}</tr></table>"
+        f"<div style='margin-top:6px'>growing self-attention K/V ({_entries(len(view.growing_entries))}, "
         "one added this step)</div>"
         f"<table style='border-collapse:collapse'><tr>{growing_row}</tr></table>"
         f"<div style='margin-top:6px'>K/V projections so far: {view.projections_cached} with both caches, "
@@ -147,8 +134,8 @@ def render_step_html(view: StepView) -> str:
     )
 
 
-def make_two_modes_widget(step: int = 1, head: str = HEADS[0]):
-    """A decoding-step slider, a head selector and the live HTML view.
+def make_two_modes_widget(example: DecodingExample, step: int = 1):
+    """A decoding-step slider, a head selector and the live HTML view of ``example``.
 
     Returns:
         An ``ipywidgets.VBox``: the step slider (CSS class ``xattn-slider``), the head buttons and the
@@ -156,6 +143,7 @@ def make_two_modes_widget(step: int = 1, head: str = HEADS[0]):
     """
     import ipywidgets as widgets
 
-    step_slider = widgets.IntSlider(value=step, min=1, max=len(TARGET), step=1, description="step")
-    head_buttons = widgets.ToggleButtons(options=list(HEADS), value=head, description="head")
-    return live_html([step_slider, head_buttons], lambda s, h: render_step_html(decoding_step_view(s, h)))
+    step_slider = widgets.IntSlider(value=step, min=1, max=len(example.target), step=1, description="step")
+    head_buttons = widgets.ToggleButtons(options=list(example.heads), value=example.heads[0], description="head")
+    return live_html([step_slider, head_buttons],
+                     lambda s, h: render_step_html(decoding_step_view(example, s, h)))
