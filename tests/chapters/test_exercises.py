@@ -16,7 +16,6 @@ from xattn_edu.grader.metadata import grade_id, is_graded
 
 CHAPTERS = [chapter.name for chapter in find_chapters()]
 DECLARED = declared_chapters()
-LEGACY = {"03_two_modes"}  # still on the old check functions; being ported (issue 13)
 
 
 def graded_cells(chapter):
@@ -25,9 +24,6 @@ def graded_cells(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_graded_cell_is_a_declared_exercise_that_checks_and_records_itself(chapter):
-    if chapter in LEGACY:
-        assert chapter not in DECLARED, f"{chapter} is declared now: remove it from LEGACY"
-        pytest.skip(f"{chapter} is not ported to declarations yet")
     assert chapter in DECLARED, f"{chapter}: xattn_edu.chapters.<name>.checks declares no EXERCISES"
     cells = graded_cells(chapter)
     assert set(cells) == set(DECLARED[chapter].by_id), "graded cells and declared exercises differ"

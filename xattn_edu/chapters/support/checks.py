@@ -11,59 +11,12 @@ them in the judges of their exercise declarations (``xattn_edu.chapters.<chapter
 
 from __future__ import annotations
 
-import copy
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from xattn_edu.chapters.support.exercise import Wrong, expect_value
-from xattn_edu.chapters.support.guard import forbid_reference
-
-
-def student_name(fn: Callable) -> str:
-    """How messages name the student's function: ``"`relevance_scores`"``."""
-    return f"`{getattr(fn, '__name__', repr(fn))}`"
-
-
-def call_student(fn: Callable, *args: Any, guard_extra: tuple = (), guard_allow: tuple = (), **kwargs: Any):
-    """Call the student's function on copies of the inputs, with the reference implementations forbidden.
-
-    Args:
-        fn: the student's function.
-        *args, **kwargs: its inputs; it receives deep copies, so it cannot spoil the caller's.
-        guard_extra, guard_allow: passed to :class:`~xattn_edu.chapters.support.guard.forbid_reference`.
-
-    Returns:
-        Whatever ``fn`` returns.
-
-    Warnings raised inside ``fn`` are silenced (stderr output would zero an nbgrader test cell).
-
-    Raises:
-        AssertionError: ``fn`` is not a function, calls a forbidden reference, or changed an input array in place.
-    """
-    name = student_name(fn)
-    if not callable(fn):
-        raise Wrong(f"expected a function, got {type(fn).__name__}; pass the function itself, without ()")
-    arg_copies = copy.deepcopy(args)
-    kwarg_copies = copy.deepcopy(kwargs)
-    # Failures are reported by the checks themselves; warnings (overflow in exp...) would reach stderr,
-    # and any stderr output makes nbgrader score the whole test cell 0.
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        with forbid_reference(*guard_extra, allow=guard_allow, student=name):
-            result = fn(*arg_copies, **kwarg_copies)
-    pairs = list(zip(args, arg_copies, strict=True)) + [(kwargs[k], kwarg_copies[k]) for k in kwargs]
-    for original, passed in pairs:
-        if isinstance(original, np.ndarray) and not np.array_equal(
-            original, passed, equal_nan=np.issubdtype(original.dtype, np.inexact)
-        ):
-            raise Wrong(
-                f"{name} changed its input array in place; compute a new array instead "
-                "(e.g. `shifted = scores - top`, not `scores -= top`)."
-            )
-    return result
 
 
 def as_array(result: Any, what: str) -> np.ndarray:
