@@ -104,10 +104,14 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 
     root = _course_root(args)
     solutions = Path(args.solutions) if args.solutions else masters_folder()
-    where = f"course root {root}" if root else "no course root (no nbgrader_config.py here or above): default settings"
-    print(f"xattn grade: {where}; masters from {solutions}", file=sys.stderr)
     report = grade_notebook(args.notebook, html=args.html, timeout=args.timeout, solutions=solutions)
-    print(json.dumps(report.to_dict(flags=False)) if args.json else report.table())
+    where = {"course_root": str(root) if root else None, "masters": str(solutions)}
+    if args.json:
+        print(json.dumps({**report.to_dict(flags=False), **where}))
+    else:
+        settings = f"course root {root}" if root else "no course root (no nbgrader_config.py here or above)"
+        print(f"graded with the settings of {settings}, against the masters in {solutions}")
+        print(report.table())
     if args.html and not args.json:
         print(f"feedback written to {args.html}")
     return 0

@@ -113,9 +113,17 @@ class LabServer:
     """A JupyterLab server in a throwaway directory; use as a context manager.
 
     ``env`` is added to the server's environment, so kernels inherit it (e.g. ``XATTN_FAST=1``).
+    With ``course_root``, the server runs as the instructor guide and the README start it: in the course
+    root (its working directory and root directory), nbgrader's server extensions and JupyterLab plugin
+    on; ``args`` are added to its command line (e.g. a notebook to open). Either way every Jupyter path
+    (config, data, runtime, settings, workspaces) is a throwaway one: nothing is written to the user's own.
+    ``python`` runs it (default: this interpreter, by its full path).
     """
 
     env: dict[str, str] = field(default_factory=dict)
+    course_root: Path | None = None
+    args: tuple[str, ...] = ()
+    python: str = sys.executable
     startup_timeout_s: float = 60.0
     port: int = 0
     token: str = ""
@@ -125,6 +133,8 @@ class LabServer:
 
     @property
     def root_dir(self) -> Path:
+        if self.course_root is not None:
+            return self.course_root
         assert self.base is not None, "server not started"
         return self.base / "root"
 
@@ -149,11 +159,14 @@ class LabServer:
         self.port, self.token = _free_port(), secrets.token_hex(16)
         config_dir, settings_dir = self.base / "config", self.base / "settings"
         for directory in (self.root_dir, config_dir / "labconfig", settings_dir, self.base / "workspaces"):
-            directory.mkdir(parents=True)
+            directory.mkdir(parents=True, exist_ok=True)
+        course = self.course_root is not None
+        off_extensions = [] if course else _DISABLED_SERVER_EXTENSIONS
+        off_plugins = [p for p in _DISABLED_LAB_PLUGINS if not (course and p == "@jupyter/nbgrader")]
         (config_dir / "jupyter_server_config.json").write_text(
             json.dumps(
                 {
-                    "ServerApp": {"jpserver_extensions": dict.fromkeys(_DISABLED_SERVER_EXTENSIONS, False)},
+                    "ServerApp": {"jpserver_extensions": dict.fromkeys(off_extensions, False)},
                     # Keep notebook trust signatures out of the user's data directory.
                     "NotebookNotary": {"db_file": ":memory:", "secret_file": str(self.base / "notary_secret")},
                     "LabApp": {
@@ -165,7 +178,7 @@ class LabServer:
             )
         )
         (config_dir / "labconfig" / "page_config.json").write_text(
-            json.dumps({"disabledExtensions": dict.fromkeys(_DISABLED_LAB_PLUGINS, True)})
+            json.dumps({"disabledExtensions": dict.fromkeys(off_plugins, True)})
         )
         for name, values in _LAB_SETTINGS.items():
             path = settings_dir / name
@@ -177,23 +190,25 @@ class LabServer:
             "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
             "JUPYTERLAB_WORKSPACES_DIR": str(self.base / "workspaces"),
             "JUPYTER_RUNTIME_DIR": str(self.base / "runtime"),
+            "JUPYTER_DATA_DIR": str(self.base / "data"),  # nbgrader's exchange cache, notebook secrets
             "IPYTHONDIR": str(self.base / "ipython"),  # no user start-up files or history in kernels
             "JUPYTER_PLATFORM_DIRS": "1",
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
             **self.env,
         }
         command = [
-            sys.executable, "-m", "jupyterlab",
+            self.python, "-m", "jupyterlab",
             "--no-browser", "--allow-root",
             f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root_dir}",
             "--LabApp.expose_app_in_browser=True",
             "--ServerApp.open_browser=False",
+            *self.args,
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root_dir
             )
         self._wait_ready()
 

@@ -22,6 +22,7 @@ from tests.helpers.grading import (
 )
 from xattn_edu.cli import main
 from xattn_edu.common.errors import UserError
+from xattn_edu.common.paths import repo_root
 from xattn_edu.grader.metadata import repair
 from xattn_edu.grader.selfgrade import grade_notebook
 
@@ -56,6 +57,8 @@ def test_solution_scores_full_marks_via_cli_json_and_file_is_untouched(tmp_path,
             {"grade_id": "add_tests", "score": 2.0, "max_score": 2.0, "reason": ""},
             {"grade_id": "norm_tests", "score": 3.0, "max_score": 3.0, "reason": ""},
         ],
+        "course_root": str(repo_root()),  # where the settings came from (this checkout: pytest runs in it)
+        "masters": str(FIXTURE_SOLUTIONS),
     }
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
 

@@ -35,7 +35,7 @@ from nbformat import NotebookNode
 
 from xattn_edu.common.errors import UserError
 from xattn_edu.common.files import write_atomic
-from xattn_edu.grader.generated import edited_since_generated, with_note
+from xattn_edu.grader.generated import edited_since_generated, generated_master
 from xattn_edu.grader.metadata import check_source, grade_id, nbgrader_meta
 from xattn_edu.grader.settings import find_course_root
 
@@ -223,8 +223,10 @@ def _nbgrader_masters(chapters: Sequence[Chapter], masters: Mapping[str, Noteboo
         UserError: one of them was edited since the build wrote it (and ``force`` is not set).
     """
     root = find_course_root()
-    files = {folder / c.name / f"{c.name}.ipynb": notebook_bytes(with_note(masters[c.name], _shown(c.source, root)))
-             for c in chapters}  # fmt: skip
+    files = {}
+    for chapter in chapters:
+        master = generated_master(masters[chapter.name], _shown(chapter.source, root))
+        files[folder / chapter.name / f"{chapter.name}.ipynb"] = notebook_bytes(master)
     edited = [path for path, content in files.items()
               if path.is_file() and path.read_bytes() != content and edited_since_generated(path)]  # fmt: skip
     if edited and not force:

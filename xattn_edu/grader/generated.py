@@ -12,6 +12,11 @@ The Formgrader invites instructors to edit ``source/NN_slug/NN_slug.ipynb``, but
 
 The digest covers what an edit changes (cell types, sources and nbgrader metadata), not outputs or the
 metadata JupyterLab adds when cells run, so running a master in JupyterLab is not an edit.
+
+Such a master also carries the kernel metadata of the environment that built it (``kernelspec`` and
+``language_info`` as its ``python3`` kernel reports them): JupyterLab marks a notebook modified as soon
+as its kernel reports other values, which made every release opened from the Formgrader's Preview look
+edited. (The committed ``course/`` cannot do the same: its bytes may not depend on the machine.)
 """
 
 from __future__ import annotations
@@ -41,13 +46,25 @@ def content_digest(notebook: NotebookNode) -> str:
     return hashlib.sha256(json.dumps(cells, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def with_note(master: NotebookNode, source: str) -> NotebookNode:
-    """A copy of ``master`` headed by the note naming ``source`` (e.g. ``solutions/01_x.py``), with its digest."""
+def local_kernel_metadata() -> dict:
+    """``kernelspec`` and ``language_info`` as this environment's ``python3`` kernel reports them to JupyterLab."""
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    return {"kernelspec": {"display_name": spec.display_name, "language": spec.language, "name": "python3"},
+            "language_info": dict(IPythonKernel.language_info)}  # fmt: skip
+
+
+def generated_master(master: NotebookNode, source: str) -> NotebookNode:
+    """A copy of ``master`` for nbgrader's ``source/``: headed by the note naming ``source`` (e.g.
+    ``solutions/01_x.py``), with its digest and this environment's kernel metadata (see the module docstring)."""
     noted = copy.deepcopy(master)
     note = nbformat.v4.new_markdown_cell(_note_text(source))
     note.id = NOTE_TAG
     note.metadata = nbformat.from_dict({"deletable": False, "editable": False, "tags": [NOTE_TAG]})
     noted.cells.insert(0, note)
+    noted.metadata.update(nbformat.from_dict(local_kernel_metadata()))
     noted.metadata.setdefault("xattn", {})["generated"] = {"from": source, "digest": content_digest(noted)}
     return noted
 
