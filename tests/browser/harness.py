@@ -112,7 +112,8 @@ def _descendants(pid: int) -> list[tuple[int, int]]:
 class LabServer:
     """A JupyterLab server in a throwaway directory; use as a context manager.
 
-    ``env`` is added to the server's environment, so kernels inherit it (e.g. ``XATTN_FAST=1``).
+    ``env`` is added to the server's environment, so kernels inherit it (e.g. ``XATTN_FAST=1``); a value of
+    None removes that variable.
     With ``course_root``, the server runs as the instructor guide and the README start it: in the course
     root (its working directory and root directory), nbgrader's server extensions and JupyterLab plugin
     on; ``args`` are added to its command line (e.g. a notebook to open). Either way every Jupyter path
@@ -120,7 +121,7 @@ class LabServer:
     ``python`` runs it (default: this interpreter, by its full path).
     """
 
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)
     course_root: Path | None = None
     args: tuple[str, ...] = ()
     python: str = sys.executable
@@ -196,6 +197,7 @@ class LabServer:
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
             **self.env,
         }
+        env = {name: value for name, value in env.items() if value is not None}
         command = [
             self.python, "-m", "jupyterlab",
             "--no-browser", "--allow-root",
@@ -234,14 +236,41 @@ class LabServer:
         except OSError:
             return "(no server log)"
 
-    def api(self, method: str, path: str, timeout: float = 10) -> object:
-        """Call the server's REST API with the token; returns the decoded JSON (or None)."""
+    def api(self, method: str, path: str, timeout: float = 10, body: object = None) -> object:
+        """Call the server's REST API with the token (and a JSON ``body``); returns the decoded JSON (or None)."""
         request = urllib.request.Request(
-            self.url + path, method=method, headers={"Authorization": f"token {self.token}"}
+            self.url + path, method=method, headers={"Authorization": f"token {self.token}"},
+            data=None if body is None else json.dumps(body).encode("utf-8"),
         )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
         return json.loads(body) if body else None
+
+    def get_page(self, path: str, timeout: float = 60) -> str:
+        """The text of the page at ``path`` (an HTML page of a server extension, e.g. the Formgrader's)."""
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read().decode("utf-8", errors="replace")
+
+    def run_in_new_kernel(self, code: str, timeout_s: float = 60) -> str:
+        """Start a kernel the way JupyterLab does (REST API), run ``code`` in it, return what it printed."""
+        from jupyter_client import BlockingKernelClient
+
+        kernel = self.api("POST", "/api/kernels", body={"name": "python3"}, timeout=timeout_s)
+        client = BlockingKernelClient()
+        client.load_connection_file(str(self.base / "runtime" / f"kernel-{kernel['id']}.json"))
+        client.start_channels(hb=False)  # the server watches the heartbeat; a second watcher only races it
+        printed: list[str] = []
+        try:
+            client.wait_for_ready(timeout=timeout_s)
+            reply = client.execute_interactive(code, timeout=timeout_s, output_hook=lambda msg: printed.append(
+                msg["content"].get("text", "") if msg["msg_type"] == "stream" else ""))
+        finally:
+            client.stop_channels()
+            self.api("DELETE", f"/api/kernels/{kernel['id']}", timeout=30)
+        if reply["content"]["status"] != "ok":
+            raise HarnessError(f"the kernel could not run the code: {reply['content'].get('evalue')}")
+        return "".join(printed)
 
     def lab_url(self, notebook: str) -> str:
         return f"{self.url}/lab/tree/{notebook}?token={self.token}&reset"
