@@ -66,16 +66,30 @@ def _skip_iri_grammars() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # None in sys.modules makes the import fail fast
 
 
+def _course_root(args: argparse.Namespace):
+    """The course root: ``--course-root`` (pinned for the processes this one starts), else found from here upward."""
+    from xattn_edu.grader.settings import find_course_root, pin_course_root
+
+    return pin_course_root(args.course_root) if args.course_root else find_course_root()
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     _skip_iri_grammars()
     from pathlib import Path
 
-    from xattn_edu.grader.build import build
+    from xattn_edu.grader.build import build, solutions_dir
 
-    out = Path(args.out) if args.out else None
-    source = Path(args.nbgrader_source) if args.nbgrader_source else None
-    solutions = Path(args.solutions) if args.solutions else None
-    for path in build(args.chapters, out, solutions=solutions, nbgrader_source=source):
+    root = _course_root(args)
+    solutions = Path(args.solutions) if args.solutions else solutions_dir(root)  # no course root: an error
+    print(f"course root: {root or 'none'} (chapters from {solutions})")
+    base = root or Path.cwd()
+    out = Path(args.out) if args.out else solutions_dir(root).parent / "course"
+    source = base / args.nbgrader_source if args.nbgrader_source else None  # relative to the course root
+    package = base / "xattn_edu" / "grader"
+    # the grading masters go into the course root's own copy of the package, when it is a checkout of it
+    masters = package / "masters" if not (args.out or args.solutions) and package.is_dir() else None
+    for path in build(args.chapters, out, solutions=solutions, nbgrader_source=source, grading_masters_dir=masters,
+                      force=args.force):  # fmt: skip
         print(f"wrote {path}")
     return 0
 
@@ -85,11 +99,19 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from xattn_edu.grader.build import masters_folder
     from xattn_edu.grader.selfgrade import grade_notebook
 
-    solutions = Path(args.solutions) if args.solutions else None
+    root = _course_root(args)
+    solutions = Path(args.solutions) if args.solutions else masters_folder()
     report = grade_notebook(args.notebook, html=args.html, timeout=args.timeout, solutions=solutions)
-    print(json.dumps(report.to_dict(flags=False)) if args.json else report.table())
+    where = {"course_root": str(root) if root else None, "masters": str(solutions)}
+    if args.json:
+        print(json.dumps({**report.to_dict(flags=False), **where}))
+    else:
+        settings = f"course root {root}" if root else "no course root (no nbgrader_config.py here or above)"
+        print(f"graded with the settings of {settings}, against the masters in {solutions}")
+        print(report.table())
     if args.html and not args.json:
         print(f"feedback written to {args.html}")
     return 0
@@ -107,6 +129,7 @@ def _cmd_grade_class(args: argparse.Namespace) -> int:
              "memory_mb": args.memory_mb, "max_processes": args.max_processes}
     # 0 turns a cap off (None); options not given keep the defaults of Limits
     limits = Limits(**{name: value or None for name, value in given.items() if value is not None})
+    _course_root(args)
     solutions = Path(args.solutions) if args.solutions else None
     report = grade_class(args.chapter, args.submissions, args.out, limits=limits, regrade=args.regrade,
                          progress=not args.no_progress, solutions=solutions, name_pattern=args.name_pattern)
@@ -298,14 +321,22 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, compute device, cache and data locations")
     info.set_defaults(func=_cmd_info)
 
+    course_root = {"metavar": "DIR",
+                   "help": "the course root: the folder holding nbgrader_config.py (default: the nearest one from "
+                           "the working directory upward)"}  # fmt: skip
+
     build = sub.add_parser("build", help="generate the student notebooks in course/ from solutions/")
     build.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter names, e.g. 01_library_lookup")
-    build.add_argument("--out", metavar="DIR", help="write the release here instead of course/")
+    build.add_argument("--course-root", **course_root)
+    build.add_argument("--out", metavar="DIR", help="write the release here instead of the course root's course/")
     build.add_argument(
         "--nbgrader-source",
         metavar="DIR",
-        help="also write the master notebooks (solutions + hidden tests) for nbgrader into DIR/NN_slug/",
+        help="also write the master notebooks (solutions + hidden tests) for nbgrader into DIR/NN_slug/ "
+             "(relative to the course root; e.g. source)",
     )
+    build.add_argument("--force", action="store_true",
+                       help="overwrite masters in --nbgrader-source that were edited since the build wrote them")
     build.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
     build.set_defaults(func=_cmd_build)
 
@@ -315,7 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--html", metavar="OUT", help="also write feedback HTML (no hidden test code) to OUT")
     grade.add_argument("--timeout", type=_number(int, 1), metavar="S",
                        help="seconds a cell may run (default: nbgrader_config.py)")
-    grade.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
+    grade.add_argument("--course-root", **course_root)
+    grade.add_argument("--solutions", metavar="DIR",
+                       help="folder of chapter sources (default: the course root's solutions/, else the grading "
+                            "masters shipped with xattn_edu)")
     grade.set_defaults(func=_cmd_grade)
 
     grade_class = sub.add_parser("grade-class", help="grade every student's notebook of a chapter, in parallel")
@@ -341,7 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
     grade_class.add_argument("--regrade", action="store_true", help="grade everyone again, even if unchanged")
     grade_class.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     grade_class.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    grade_class.add_argument("--solutions", metavar="DIR", help="folder of chapter sources (default: solutions/)")
+    grade_class.add_argument("--course-root", **course_root)
+    grade_class.add_argument("--solutions", metavar="DIR",
+                             help="folder of chapter sources (default: the course root's solutions/, else the "
+                                  "grading masters shipped with xattn_edu)")
     grade_class.set_defaults(func=_cmd_grade_class)
 
     evaluate = sub.add_parser("evaluate", help="score a trained checkpoint: BLEU, chrF, exact match, AER")

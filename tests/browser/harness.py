@@ -112,10 +112,19 @@ def _descendants(pid: int) -> list[tuple[int, int]]:
 class LabServer:
     """A JupyterLab server in a throwaway directory; use as a context manager.
 
-    ``env`` is added to the server's environment, so kernels inherit it (e.g. ``XATTN_FAST=1``).
+    ``env`` is added to the server's environment, so kernels inherit it (e.g. ``XATTN_FAST=1``); a value of
+    None removes that variable.
+    With ``course_root``, the server runs as the instructor guide and the README start it: in the course
+    root (its working directory and root directory), nbgrader's server extensions and JupyterLab plugin
+    on; ``args`` are added to its command line (e.g. a notebook to open). Either way every Jupyter path
+    (config, data, runtime, settings, workspaces) is a throwaway one: nothing is written to the user's own.
+    ``python`` runs it (default: this interpreter, by its full path).
     """
 
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)
+    course_root: Path | None = None
+    args: tuple[str, ...] = ()
+    python: str = sys.executable
     startup_timeout_s: float = 60.0
     port: int = 0
     token: str = ""
@@ -125,6 +134,8 @@ class LabServer:
 
     @property
     def root_dir(self) -> Path:
+        if self.course_root is not None:
+            return self.course_root
         assert self.base is not None, "server not started"
         return self.base / "root"
 
@@ -149,11 +160,14 @@ class LabServer:
         self.port, self.token = _free_port(), secrets.token_hex(16)
         config_dir, settings_dir = self.base / "config", self.base / "settings"
         for directory in (self.root_dir, config_dir / "labconfig", settings_dir, self.base / "workspaces"):
-            directory.mkdir(parents=True)
+            directory.mkdir(parents=True, exist_ok=True)
+        course = self.course_root is not None
+        off_extensions = [] if course else _DISABLED_SERVER_EXTENSIONS
+        off_plugins = [p for p in _DISABLED_LAB_PLUGINS if not (course and p == "@jupyter/nbgrader")]
         (config_dir / "jupyter_server_config.json").write_text(
             json.dumps(
                 {
-                    "ServerApp": {"jpserver_extensions": dict.fromkeys(_DISABLED_SERVER_EXTENSIONS, False)},
+                    "ServerApp": {"jpserver_extensions": dict.fromkeys(off_extensions, False)},
                     # Keep notebook trust signatures out of the user's data directory.
                     "NotebookNotary": {"db_file": ":memory:", "secret_file": str(self.base / "notary_secret")},
                     "LabApp": {
@@ -165,7 +179,7 @@ class LabServer:
             )
         )
         (config_dir / "labconfig" / "page_config.json").write_text(
-            json.dumps({"disabledExtensions": dict.fromkeys(_DISABLED_LAB_PLUGINS, True)})
+            json.dumps({"disabledExtensions": dict.fromkeys(off_plugins, True)})
         )
         for name, values in _LAB_SETTINGS.items():
             path = settings_dir / name
@@ -177,23 +191,26 @@ class LabServer:
             "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
             "JUPYTERLAB_WORKSPACES_DIR": str(self.base / "workspaces"),
             "JUPYTER_RUNTIME_DIR": str(self.base / "runtime"),
+            "JUPYTER_DATA_DIR": str(self.base / "data"),  # nbgrader's exchange cache, notebook secrets
             "IPYTHONDIR": str(self.base / "ipython"),  # no user start-up files or history in kernels
             "JUPYTER_PLATFORM_DIRS": "1",
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
             **self.env,
         }
+        env = {name: value for name, value in env.items() if value is not None}
         command = [
-            sys.executable, "-m", "jupyterlab",
+            self.python, "-m", "jupyterlab",
             "--no-browser", "--allow-root",
             f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root_dir}",
             "--LabApp.expose_app_in_browser=True",
             "--ServerApp.open_browser=False",
+            *self.args,
         ]  # fmt: skip
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root_dir
             )
         self._wait_ready()
 
@@ -219,14 +236,41 @@ class LabServer:
         except OSError:
             return "(no server log)"
 
-    def api(self, method: str, path: str, timeout: float = 10) -> object:
-        """Call the server's REST API with the token; returns the decoded JSON (or None)."""
+    def api(self, method: str, path: str, timeout: float = 10, body: object = None) -> object:
+        """Call the server's REST API with the token (and a JSON ``body``); returns the decoded JSON (or None)."""
         request = urllib.request.Request(
-            self.url + path, method=method, headers={"Authorization": f"token {self.token}"}
+            self.url + path, method=method, headers={"Authorization": f"token {self.token}"},
+            data=None if body is None else json.dumps(body).encode("utf-8"),
         )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
         return json.loads(body) if body else None
+
+    def get_page(self, path: str, timeout: float = 60) -> str:
+        """The text of the page at ``path`` (an HTML page of a server extension, e.g. the Formgrader's)."""
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read().decode("utf-8", errors="replace")
+
+    def run_in_new_kernel(self, code: str, timeout_s: float = 60) -> str:
+        """Start a kernel the way JupyterLab does (REST API), run ``code`` in it, return what it printed."""
+        from jupyter_client import BlockingKernelClient
+
+        kernel = self.api("POST", "/api/kernels", body={"name": "python3"}, timeout=timeout_s)
+        client = BlockingKernelClient()
+        client.load_connection_file(str(self.base / "runtime" / f"kernel-{kernel['id']}.json"))
+        client.start_channels(hb=False)  # the server watches the heartbeat; a second watcher only races it
+        printed: list[str] = []
+        try:
+            client.wait_for_ready(timeout=timeout_s)
+            reply = client.execute_interactive(code, timeout=timeout_s, output_hook=lambda msg: printed.append(
+                msg["content"].get("text", "") if msg["msg_type"] == "stream" else ""))
+        finally:
+            client.stop_channels()
+            self.api("DELETE", f"/api/kernels/{kernel['id']}", timeout=30)
+        if reply["content"]["status"] != "ok":
+            raise HarnessError(f"the kernel could not run the code: {reply['content'].get('evalue')}")
+        return "".join(printed)
 
     def lab_url(self, notebook: str) -> str:
         return f"{self.url}/lab/tree/{notebook}?token={self.token}&reset"

@@ -1,4 +1,5 @@
-"""`xattn grade`: offline self-grading with hidden tests, on the fixture chapters (and real ones)."""
+"""`xattn grade`: offline self-grading with hidden tests, on the fixture chapters (and real ones), with the
+chapter sources or with the grading masters shipped in the package (no solutions)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from tests.helpers.grading import (
 )
 from xattn_edu.cli import main
 from xattn_edu.common.errors import UserError
+from xattn_edu.common.paths import repo_root
+from xattn_edu.grader.build import GRADING_MASTERS, build
 from xattn_edu.grader.metadata import repair
 from xattn_edu.grader.selfgrade import grade_notebook
+from xattn_edu.grader.settings import COURSE_ROOT_ENV
 
 CHAPTER = "00_fixture"
 
@@ -56,6 +60,8 @@ def test_solution_scores_full_marks_via_cli_json_and_file_is_untouched(tmp_path,
             {"grade_id": "add_tests", "score": 2.0, "max_score": 2.0, "reason": ""},
             {"grade_id": "norm_tests", "score": 3.0, "max_score": 3.0, "reason": ""},
         ],
+        "course_root": str(repo_root()),  # where the settings came from (this checkout: pytest runs in it)
+        "masters": str(FIXTURE_SOLUTIONS),
     }
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
 
@@ -166,3 +172,41 @@ def test_repeated_or_missing_cell_ids_leave_the_student_s_terminal_quiet(tmp_pat
     assert main(["grade", str(path), "--solutions", str(FIXTURE_SOLUTIONS)]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and "total" in captured.out
+
+
+# --- self-grading without the answers: the grading masters ----------------------------------------------------
+
+
+def test_self_grading_from_grading_masters_needs_no_solutions(tmp_path, monkeypatch, capsys):
+    """A student's machine: no course root, no solutions/, only grading masters (here built for the fixtures)."""
+    monkeypatch.setenv(COURSE_ROOT_ENV, "")
+    masters = tmp_path / "masters"
+    build(out_dir=tmp_path / "release", solutions=FIXTURE_SOLUTIONS, grading_masters_dir=masters)
+    assert "fixture-solution-add" not in (masters / f"{CHAPTER}.ipynb").read_text()  # no answers to copy...
+    home = tmp_path / "student"
+    home.mkdir()
+    monkeypatch.chdir(home)
+    full = write_notebook(solution_notebook(CHAPTER, FIXTURE_SOLUTIONS), home / f"{CHAPTER}.ipynb")
+    assert main(["grade", str(full), "--json", "--solutions", str(masters)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["score"], result["max_score"], result["course_root"]) == (5.0, 5.0, None)  # ...yet full marks
+    hidden_wrong = replace_solution(solution_notebook(CHAPTER, FIXTURE_SOLUTIONS), "add_solution",
+                                    "return abs(a) + abs(b)")  # fmt: skip
+    assert main(["grade", str(write_notebook(hidden_wrong, home / "mine.ipynb")), "--solutions", str(masters)]) == 0
+    table = capsys.readouterr().out
+    assert "add must handle negative numbers" in table  # the hidden tests ran from the grading master
+    assert table.splitlines()[0].startswith("graded with the settings of no course root")
+
+
+@pytest.mark.slow
+def test_a_real_solution_self_grades_to_full_marks_outside_any_checkout(tmp_path, monkeypatch, capsys):
+    """`xattn grade` run where there is no nbgrader_config.py (a student who installed the package and got
+    course/): it grades against the grading masters shipped in the package, which hold no solutions."""
+    monkeypatch.setenv(COURSE_ROOT_ENV, "")
+    monkeypatch.chdir(tmp_path)
+    chapter = "01_library_lookup"
+    path = write_notebook(solution_notebook(chapter, repo_root() / "solutions"), tmp_path / f"{chapter}.ipynb")
+    assert main(["grade", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["masters"] == str(GRADING_MASTERS) and result["course_root"] is None
+    assert result["score"] == result["max_score"] > 0, result

@@ -5,8 +5,9 @@ in a temporary course directory whose ``source/<chapter>/<chapter>.ipynb`` is th
 (solutions and hidden tests), with its own sqlite gradebook. ``generate_assignment`` records the
 master cells and their checksums in that gradebook and writes the student release;
 ``autograde`` then restores locked cells and hidden tests from the gradebook before it runs a
-submission. The course settings (stub text, timeouts, ``add_missing_cells``...) are read from the
-repository's ``nbgrader_config.py``, the same file instructors use, so the two never disagree.
+submission. The course settings (stub text, timeouts, ``add_missing_cells``...) are those of the course
+root's ``nbgrader_config.py``, the file instructors use, over the package's defaults
+(:mod:`xattn_edu.grader.settings`), so the two never disagree.
 
 nbgrader's log never reaches the user: it is captured, and a failure becomes one
 :class:`~xattn_edu.common.errors.UserError` sentence.
@@ -27,11 +28,13 @@ from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
-from traitlets.config import Config, PyFileConfigLoader
+from traitlets.config import Config
 
 from xattn_edu.common.errors import UserError
 from xattn_edu.common.files import write_atomic
-from xattn_edu.common.paths import cache_root, repo_root
+from xattn_edu.common.paths import cache_root
+from xattn_edu.grader.nbgrader_fixes import find_alembic_head_in_process
+from xattn_edu.grader.settings import find_course_root, load_settings
 
 STUDENT_ID = "student"
 """The one student of a throwaway course."""
@@ -47,23 +50,10 @@ _OLD_METADATA_HINT = (
 )
 
 
-def settings_file() -> Path:
-    """The repository's ``nbgrader_config.py``."""
-    root = repo_root()
-    if root is None or not (root / "nbgrader_config.py").is_file():
-        raise UserError("nbgrader_config.py not found: run xattn from a checkout of the course repository")
-    return root / "nbgrader_config.py"
-
-
 def course_settings() -> Config:
-    """The course settings of the repository's ``nbgrader_config.py`` (course id, stubs, timeouts...)."""
-    path = settings_file()
-    saved = dict(os.environ)  # the file may set variables meant for nbgrader's own process
-    try:
-        return PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    """The course settings: the defaults of :func:`~xattn_edu.grader.settings.course_config` with the course
+    root's ``nbgrader_config.py`` read on top (where there is a course root)."""
+    return load_settings(find_course_root())
 
 
 class _Capture(logging.Handler):
@@ -113,7 +103,7 @@ def _validation_hint(records: list[logging.LogRecord]) -> str:
 class TempCourse:
     """An nbgrader course in a temporary directory; use :func:`temp_course` to get one.
 
-    ``config`` is the repository's course settings with this directory as the course root and
+    ``config`` is the course settings (:func:`course_settings`) with this directory as the course root and
     the gradebook inside it; callers may add settings (e.g. ``config.ExecutePreprocessor.timeout``) before
     running a step.
     """
@@ -124,6 +114,7 @@ class TempCourse:
         self.config.CourseDirectory.root = str(root)
         self.config.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
         self.config.Exchange.root = str(root / "exchange")
+        self.config.Exchange.cache = str(root / "exchange-cache")
         if "iopub_timeout" not in self.config.Execute:
             # nbclient waits 4 s for a cell's last output after its reply, then nbgrader fails the whole
             # notebook; a busy machine (grading in parallel) can take longer than that
@@ -233,12 +224,14 @@ def _save_to_cache(path: Path, cached: Path) -> None:
 def _copy_empty_gradebook(path: Path, course_id: str) -> None:
     """Start ``path`` as an empty gradebook of ``course_id``, created once and then copied.
 
-    nbgrader creates a gradebook by running ``alembic`` in a subprocess, which costs seconds.
+    nbgrader creates a gradebook by running ``alembic`` in a subprocess, which costs seconds (here
+    the migration head is read in this process instead: :mod:`xattn_edu.grader.nbgrader_fixes`).
     """
     cached = _gradebook_cache() / f"empty-{course_id}.db"
     if not cached.is_file():
         from nbgrader.api import Gradebook
 
+        find_alembic_head_in_process()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             Gradebook(f"sqlite:///{path}", course_id).close()

@@ -12,15 +12,15 @@ puts it in ``GenerateFeedback.preprocessors``; ``xattn grade --html`` uses the s
 
 from __future__ import annotations
 
-from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
 from xattn_edu.common.protocol import FLAG_MIME
+from xattn_edu.grader.nbgrader_fixes import FeedbackStep
 
 HIDDEN_PLACEHOLDER = "# (hidden tests ran here; their code is not shown)"
 
 
-class HideHiddenTests(NbGraderPreprocessor):
+class HideHiddenTests(FeedbackStep):
     """Removes hidden-test regions and error tracebacks from graded cells (see module docstring)."""
 
     begin_delimiter = Unicode("BEGIN HIDDEN TESTS", help="Line marker opening a hidden-test region").tag(config=True)

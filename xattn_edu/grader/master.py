@@ -1,11 +1,12 @@
 """The master copy of a chapter, read once and passed to whatever grades against it.
 
 A :class:`Master` is the instructor notebook of a chapter (solutions and hidden tests, from
-``solutions/NN_slug.py``) together with what grading needs to know about it: its graded exercises and
-a digest. The digest covers the master notebook's file content and the course settings
-(``nbgrader_config.py``: stub text, delimiters, timeouts), i.e. everything a grade depends on besides
-the submission. The class gradebook records it with every grade (a rerun regrades a student when it
-changes), and the throwaway nbgrader courses cache their prepared gradebook under it.
+``solutions/NN_slug.py``, or the grading master shipped with the package: stubs and hidden tests)
+together with what grading needs to know about it: its graded exercises and a digest. The digest covers
+the master notebook's file content and the course settings (:mod:`xattn_edu.grader.settings` with the
+course root's ``nbgrader_config.py``: stub text, delimiters, timeouts, grading steps), i.e. everything a
+grade depends on besides the submission. The class gradebook records it with every grade (a rerun
+regrades a student when it changes), and the throwaway nbgrader courses cache their prepared gradebook under it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 from nbformat import NotebookNode
 
 from xattn_edu.grader.build import Chapter, master_notebook, notebook_bytes
-from xattn_edu.grader.course import settings_file
+from xattn_edu.grader.course import course_settings
 from xattn_edu.grader.metadata import exercises, grade_id, grade_ids, is_graded
+from xattn_edu.grader.settings import settings_bytes
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,8 @@ class Master:
     """One chapter's master copy; build it with :func:`load_master`. Treat ``notebook`` as read-only."""
 
     chapter: str  # "NN_slug"
-    notebook: NotebookNode  # the normalized instructor notebook: solutions and hidden tests
-    digest: str  # 16 hex digits of SHA-256 over the notebook file and nbgrader_config.py
+    notebook: NotebookNode  # the normalized master notebook: solutions (or their stubs) and hidden tests
+    digest: str  # 16 hex digits of SHA-256 over the notebook file and the course settings
     exercises: tuple[tuple[str, float], ...]  # (grade_id, points) of each graded cell, in notebook order
 
     @property
@@ -38,8 +40,8 @@ class Master:
 
 
 def master_digest(notebook: NotebookNode) -> str:
-    """The digest of a master ``notebook`` under the repository's course settings (see module docstring)."""
-    content = notebook_bytes(notebook) + settings_file().read_bytes()
+    """The digest of a master ``notebook`` under the course settings (see the module docstring)."""
+    content = notebook_bytes(notebook) + settings_bytes(course_settings())
     return hashlib.sha256(content).hexdigest()[:16]
 
 

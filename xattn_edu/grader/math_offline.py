@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 from latex2mathml.converter import convert
-from nbgrader.preprocessors import NbGraderPreprocessor
+
+from xattn_edu.grader.nbgrader_fixes import FeedbackStep
 
 _CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.S)
 _MATH = re.compile(r"(?<![\\$])\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\$)", re.S)
@@ -32,7 +33,7 @@ def mathml(markdown: str) -> str:
     return "".join(part if index % 2 else _MATH.sub(_to_mathml, part) for index, part in enumerate(parts))
 
 
-class RenderMathOffline(NbGraderPreprocessor):
+class RenderMathOffline(FeedbackStep):
     """Converts the LaTeX of markdown cells to MathML (see the module docstring)."""
 
     def preprocess_cell(self, cell, resources, index):

@@ -1,7 +1,9 @@
 """Grading one notebook against its chapter's master copy, hidden tests included: ``xattn grade NOTEBOOK``.
 
 A copy of the submission is autograded by nbgrader in a throwaway course whose master copy is the
-chapter's source from ``solutions/`` (a :class:`~xattn_edu.grader.master.Master`). Autograde therefore
+chapter's source from the course root's ``solutions/``, or, where there is none (a student's install), the
+grading master shipped with the package, which holds no solution code and gives the same gradebook
+(a :class:`~xattn_edu.grader.master.Master`; see :mod:`xattn_edu.grader.build`). Autograde therefore
 restores every locked cell, re-inserts deleted test cells and runs the hidden tests, exactly as an
 instructor's ``nbgrader autograde`` would, with the course's autograde steps
 (:mod:`xattn_edu.grader.autograde`: fast mode in the grading kernel, verdicts decided out of process). Nbgrader metadata
@@ -49,7 +51,7 @@ def grade_notebook(
 
     ``html``: also write nbgrader feedback there (hidden test code left out). ``timeout``: seconds a
     cell may run (default: ``ExecutePreprocessor.timeout`` of nbgrader_config.py). ``solutions``: the
-    folder of chapter sources (default: the repository's ``solutions/``).
+    folder of chapter masters (default: the course root's ``solutions/``, else the package's grading masters).
 
     Raises:
         UserError: the file is missing or not a notebook, belongs to no chapter, or its file name or
@@ -158,7 +160,7 @@ def identify_chapter(
         UserError: no chapter is known, none matches, or a claim names another chapter.
     """
     if not chapters:
-        raise UserError("no chapter sources found in solutions/: nothing to grade against")
+        raise UserError("no chapter masters found (no solutions/, no grading masters): nothing to grade against")
     common = frozenset.intersection(*chapters.values()) if len(chapters) > 1 else frozenset()
     submitted = set(grade_ids(notebook))
     overlap = {chapter: len((ids - common) & submitted) for chapter, ids in chapters.items()}
