@@ -1,6 +1,6 @@
 """Fixtures shared by several test files."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -24,3 +24,18 @@ def cli_user_error(capsys) -> Callable[..., str]:
         return err
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_caches(tmp_path_factory) -> Iterator[None]:
+    """The package's cache and Jupyter's runtime and data folders live in a temporary folder during the suite.
+
+    So the tests write nothing into the user's home (cached gradebooks, kernel connection files and
+    sockets, nbgrader exchange data), and a developer's own Jupyter setup cannot change a result.
+    """
+    root = tmp_path_factory.mktemp("home")
+    patch = pytest.MonkeyPatch()
+    for name, folder in {"XATTN_CACHE": "xattn", "JUPYTER_RUNTIME_DIR": "rt", "JUPYTER_DATA_DIR": "data"}.items():
+        patch.setenv(name, str(root / folder))
+    yield
+    patch.undo()
