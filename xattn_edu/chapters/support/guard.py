@@ -100,9 +100,12 @@ class _Forbidden:
         return other
 
     def allow(self, target: Any) -> None:
-        """Take ``target`` (a function, method descriptor or dotted name) out of the set."""
+        """Take ``target`` (a module, function, method descriptor or dotted name) out of the set."""
         obj = import_target(target) if isinstance(target, str) else target
         if obj is None:
+            return
+        if isinstance(obj, types.ModuleType):
+            self.files.pop(os.path.normcase(os.path.abspath(obj.__file__ or "")), None)
             return
         for fn in self._python_functions(obj):
             self.allowed_codes.add(_code_key(fn.__code__))
@@ -188,7 +191,8 @@ class forbid_reference:  # noqa: N801 - used like a function: ``with forbid_refe
             function defined in them), functions (Python or built-in), method descriptors
             such as ``torch.Tensor.softmax``, or dotted names of any of these.
         allow: things to take out of the forbidden set (same kinds as ``extra``), for
-            chapters where a library softmax is fine because writing it is not the point.
+            chapters where a library softmax, or the package's attention inside a model the
+            exercise hands over, is fine because writing it is not the point.
         student: how the failure message names the graded code, e.g. ``"`stable_softmax`"``.
 
     Raises (on exit):
