@@ -93,9 +93,9 @@ print(f"data: {run.source}; model: D={model_cfg.d_model}, h={model_cfg.n_heads},
 # %% [markdown]
 # ## 1. The whole translator
 #
-# The **encoder** reads the source sentence once. Each of its layers lets every source word look at
-# every other one (bidirectional self-attention), then passes each word through a small feed-forward
-# network. Its output, one vector per source word, is the **memory**.
+# First the **encoder** turns the source sentence into vectors, one per word, a single time per sentence.
+# Each of its layers lets every source word look at every other one (bidirectional self-attention), then
+# passes each word through a small feed-forward network. Its output is the **memory**.
 #
 # The **decoder** writes the translation one word at a time. Each of its layers does three things to the
 # words written so far: causal self-attention (a word sees the words before it, never after), then
@@ -106,7 +106,7 @@ print(f"data: {run.source}; model: D={model_cfg.d_model}, h={model_cfg.n_heads},
 # Each of these sublayers sits in a **residual block**. The package's layers are *pre-norm*: the block
 # normalises its input, applies the sublayer and adds the result back, `x + f(norm(x))`. (The original
 # Transformer normalised after the sum, `norm(x + f(x))`; pre-norm trains more calmly, and Chapter 4
-# measured why.)
+# follows the gradient through both.)
 
 # %%
 draw_architecture(n_encoder=model_cfg.n_encoder_layers, n_decoder=model_cfg.n_decoder_layers,
@@ -252,8 +252,9 @@ with torch.no_grad():
 
 # %% [markdown]
 # When your layers and your attention are right, both differences are at the level of float32 rounding
-# (a few times 1e-6 or less): the same computation, summed in a different order. From here on the chapter trains the package's `Seq2Seq` (its fused attention is faster), knowing
-# it is the model you just assembled; after training, the same check runs again on real sentences.
+# (a few times 1e-6 or less): the same computation, summed in a different order. From here on the chapter
+# trains the package's `Seq2Seq` (its fused attention is faster), knowing it is the model you just
+# assembled; after training, the same check runs again on real sentences.
 #
 # ## 3. The data
 #
@@ -301,10 +302,10 @@ for row in rows:
 # %% [markdown]
 # On the synthetic corpus the leak shrinks as the training split grows, and can vanish: its grammar has a
 # small, closed vocabulary. Real text has no such end: new names, rare words and typos keep coming (run
-# the chapter on Multi30k to measure it there). Subword tokenizers leak
-# too, more quietly: fitted on every split, they learn held-out words as pieces of their own. The next
-# cell fits two sentencepiece models, on the training sentences alone and on training plus held-out
-# sentences, and cuts the held-out words with each.
+# the chapter on Multi30k to measure it there). Subword tokenizers leak too, more quietly: fitted on every
+# split, they learn held-out words as pieces of their own. The next cell fits two sentencepiece models, on
+# the training sentences alone and on training plus held-out sentences, and cuts the held-out words with
+# each.
 
 # %%
 if run.source == "synthetic":
@@ -319,9 +320,8 @@ print(f"held-out words kept whole: {subwords.whole_words_train_only:.1%} fitted 
 # %% [markdown]
 # Compare the two columns: fitted on every split, the subword model has seen the held-out words, and a
 # word it has seen gets fewer, larger pieces. However small the difference, it is an advantage taken from
-# the evaluation data, the kind a published score must not contain. The
-# package fits its tokenizers on the training split only, and this chapter never reads the test split
-# until the very end.
+# the evaluation data, the kind a published score must not contain. The package fits its tokenizers on
+# the training split only, and this chapter never reads the test split until the very end.
 #
 # ## 4. Training
 #
@@ -405,10 +405,11 @@ print(f"on a training batch of {tgt_out_batch.shape[0]} sentences before trainin
       f"the training loop's {float(theirs):.6f} (log V = {math.log(corpus.tgt_tokenizer.vocab_size):.3f})")
 
 # %% [markdown]
-# Before training the loss is in the region of $\log V$ (printed beside it), the loss of a model that spreads
-# its bets evenly over the vocabulary; random logits do a little worse than even bets. Now watch it learn: the progress bar counts steps, the plot redraws as the loss falls, and
-# every few steps a checkpoint is kept (its validation loss joins the plot) so that section 7 can replay
-# how cross-attention changed.
+# Before training the loss is in the region of $\log V$ (printed beside it), the loss of a model that
+# spreads its bets evenly over the vocabulary; random logits do a little worse than even bets. Now watch it
+# learn: the progress bar counts steps, the plot redraws as the loss falls, and every few steps a
+# checkpoint is kept (its validation loss joins the plot) so that section 7 can replay how cross-attention
+# changed.
 
 # %%
 live = training.LiveLoss(optim.steps)
@@ -479,7 +480,7 @@ for backend in dict.fromkeys(row.backend for row in fused_rows):
 # %% [markdown]
 # The summary lines (printed below) group the kernels by what they did. Two mechanisms are at work. A
 # boolean mask or an additive `-inf` leaves the row with no finite score, and each kernel decides what to
-# return for it: recent PyTorch kernels return zeros, older ones NaN. An additive `finfo.min` is a number:
+# return for it (the table says what this PyTorch's kernels decide). An additive `finfo.min` is a number:
 # added to every hidden score, it either swamps them all into one value (the query reads the plain mean of
 # values it must not see) or, when the kernel adds in float32 a float16 `finfo.min` of only -65504, merely
 # shifts them, so the query attends as if there were no mask at all. The package passes boolean masks and
@@ -491,8 +492,9 @@ for line in precision.summarize_fused(fused_rows):
 
 # %% [markdown]
 # **Trap 3: rounding the scores.** bfloat16 keeps 8 significant bits: near 1000 it can only count in steps
-# of 4, so scores of 1000 and 1001 become the same number, and the softmax works on rounded differences. The
-# table rounds scores of growing size to bfloat16 and float16 and compares the weights with float32 ones.
+# of 4, so scores of 1000 and 1001 become the same number, and the softmax works on rounded differences.
+# The table rounds scores of growing size to bfloat16 and float16 and compares the weights with float32
+# ones.
 
 # %%
 print(f"{'score std':>10} {'max weight error, bfloat16':>27} {'float16':>9}")
@@ -805,9 +807,9 @@ print(f"this notebook ran for {time.perf_counter() - STARTED:.0f} s (fast mode: 
 
 # %% [markdown]
 # Compare the test scores with the validation scores of the same setting: with nothing tuned on the test
-# split, they differ only by the luck of which sentences each split holds. On the synthetic corpus the task is small and regular and the scores are high; on
-# Multi30k the same notebook, with the GPU preset, gives the figures you can compare with published ones,
-# signature for signature.
+# split, they differ only by the luck of which sentences each split holds. The synthetic task is small and
+# regular; on Multi30k the same notebook, with the GPU preset, gives figures you can compare with published
+# ones, signature for signature.
 #
 # ## Summary
 #
