@@ -535,24 +535,24 @@ for row in precision.score_resolution():
 def greedy_decode(model, src, bos_id, eos_id, max_new_tokens):
     """Greedy decoding of src (B, Ts) with both caches -> B lists of ids (no BOS, no EOS)."""
     ### BEGIN SOLUTION
-    memory, memory_mask = model.encode(src)
-    cache = model.new_cache()
+    encoded, encoded_mask = model.encode(src)  # once for the whole batch
+    kv_cache = model.new_cache()  # per layer: the static cross K/V and the growing self K/V
     outputs = [[] for _ in range(src.shape[0])]
     rows = list(range(src.shape[0]))  # the sentence each row of the batch belongs to
     token = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
-    for _ in range(max_new_tokens):
-        hidden = model.decode(token, memory, memory_mask, cache=cache)  # (N, 1, D)
+    step = 0
+    while rows and step < max_new_tokens:
+        hidden = model.decode(token, encoded, encoded_mask, cache=kv_cache)  # (N, 1, D): the newest token only
         token = model.logits(hidden[:, -1]).argmax(dim=-1, keepdim=True)  # (N, 1)
         keep = [i for i, value in enumerate(token[:, 0].tolist()) if value != eos_id]
         for i in keep:
             outputs[rows[i]].append(int(token[i, 0]))
-        if not keep:
-            break
-        if len(keep) < len(rows):
-            index = torch.tensor(keep, device=src.device)
-            cache.reorder(index)
-            token, memory, memory_mask = token[index], memory[index], memory_mask[index]
+        if len(keep) < len(rows):  # drop the finished sentences, from the caches too
+            index = torch.tensor(keep, dtype=torch.long, device=src.device)
+            kv_cache.reorder(index)
+            token, encoded, encoded_mask = token[index], encoded[index], encoded_mask[index]
             rows = [rows[i] for i in keep]
+        step += 1
     return outputs
     ### END SOLUTION
 

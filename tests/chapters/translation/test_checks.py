@@ -35,7 +35,7 @@ POINTS = {
     "aer_tests": 1,
     "aer_corpus_tests": 1,
 }
-SEEDS = range(8)
+SEEDS = range(5)
 NAMES = ("encoder_layer", "decoder_layer", "translation_loss", "greedy_decode", "alignment_error_rate")
 
 
@@ -57,7 +57,7 @@ def test_the_solution_passes_every_cell_on_many_seeds(name, capsys):
 
 @pytest.mark.parametrize("exercise", list(EXERCISES), ids=lambda e: e.grade_id)
 def test_the_reference_passes_its_own_hidden_cases_on_many_seeds(exercise):
-    assert verdicts(EXERCISES, exercise.grade_id, exercise.reference, range(12), student=False) == ""
+    assert verdicts(EXERCISES, exercise.grade_id, exercise.reference, range(8), student=False) == ""
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -113,29 +113,34 @@ def _encoder_case(seed: int, batch: int, length: int, pad_lengths: tuple[int, ..
     return Case(label, (layer, x, mask, package_attention))
 
 
+def _block(x: Tensor, sublayer, norm, style: str = "pre") -> Tensor:
+    """One residual block as written right ("pre": x + f(norm(x))) or in a typical wrong way."""
+    if style == "post":
+        return norm(x + sublayer(x))
+    if style == "no residual":
+        return sublayer(norm(x))
+    return x + sublayer(x if style == "no norm" else norm(x))
+
+
 def _encoder_variants(layer: EncoderLayer, x: Tensor, mask: Tensor, attention) -> dict[str, Tensor]:
     """Outputs of the typical wrong encoder layers, keyed by the message that explains each."""
     norm1, norm2 = layer.attn_block.norm, layer.ff_block.norm
 
-    def attend(h, m=mask):
-        return attention(h, layer.self_attn, None, m)
+    def wrong(style: str = "pre", block_mask: Tensor | None = mask, ff_norm=norm2) -> Tensor:
+        h = _block(x, lambda v: attention(v, layer.self_attn, None, block_mask), norm1, style)
+        return _block(h, layer.ff, ff_norm, style)
 
-    post = norm1(x + attend(x))
-    no_residual = attend(norm1(x))
-    no_norm = x + attend(x)
-    with_mask_ignored = x + attend(norm1(x), None)
-    one_norm = x + attend(norm1(x))
     return {
         "post-norm: norm(x + f(x)). These layers are pre-norm: x + f(norm(x)), the sum itself is not normalised.":
-            norm2(post + layer.ff(post)),
+            wrong("post"),
         "the residual connections are missing: each block returns x + f(norm(x)), not f(norm(x)).":
-            layer.ff(norm2(no_residual)),
+            wrong("no residual"),
         "the layer norms are missing: each block normalises its input before the sublayer, x + f(norm(x)).":
-            no_norm + layer.ff(no_norm),
+            wrong("no norm"),
         "the padding mask is ignored: pass `mask` to the attention, so no query attends to padding.":
-            with_mask_ignored + layer.ff(norm2(with_mask_ignored)),
+            wrong(block_mask=None),
         "both blocks use the first norm: the feed-forward block has its own, layer.ff_block.norm.":
-            one_norm + layer.ff(norm1(one_norm)),
+            wrong(ff_norm=norm1),
     }
 
 
@@ -194,44 +199,40 @@ def _decoder_case(seed: int, batch: int, tgt_len: int, src_len: int, *, tgt_leng
 def _decoder_variants(layer: DecoderLayer, x: Tensor, memory: Tensor, self_mask: Tensor, memory_mask: Tensor,
                       attention) -> dict[str, Tensor]:  # fmt: skip
     """Outputs of the typical wrong decoder layers, keyed by the message that explains each."""
-    n_self, n_cross, n_ff = layer.self_block.norm, layer.cross_block.norm, layer.ff_block.norm
 
-    def self_attend(h, mask=self_mask):
-        return attention(h, layer.self_attn, None, mask)
-
-    def cross(h, context=memory, mask=memory_mask):
-        return attention(h, layer.cross_attn, context, mask)
-
-    def ff(h):
-        return h + layer.ff(n_ff(h))
+    def wrong(style="pre", order=("self", "cross"), context="memory", masks=(self_mask, memory_mask)) -> Tensor:
+        keys = {"memory": memory, "decoder": None, "normalised memory": layer.cross_block.norm(memory)}[context]
+        cross_mask = masks[0] if context == "decoder" else masks[1]
+        blocks = {"self": (lambda v: attention(v, layer.self_attn, None, masks[0]), layer.self_block.norm),
+                  "cross": (lambda v: attention(v, layer.cross_attn, keys, cross_mask), layer.cross_block.norm)}
+        h = x
+        for name in order:
+            h = _block(h, *blocks[name], style)
+        return _block(h, layer.ff, layer.ff_block.norm, style)
 
     variants = {}
-
-    def add(message: str, make) -> None:
+    for message, change in (
+        ("post-norm: norm(x + f(x)). These layers are pre-norm: x + f(norm(x)).", {"style": "post"}),
+        ("the residual connections are missing: each block returns x + f(norm(x)), not f(norm(x)).",
+         {"style": "no residual"}),
+        ("the layer norms are missing: each block normalises its input first, x + f(norm(x)).", {"style": "no norm"}),
+        ("cross-attention comes before self-attention: the order is self-attention, cross-attention, feed-forward.",
+         {"order": ("cross", "self")}),
+        ("the cross-attention reads the decoder's own positions: its keys and values come from `memory` "
+         "(pass it as the context).", {"context": "decoder"}),
+        ("the memory was normalised too: only the decoder's input to each block is normalised; the memory "
+         "is already the encoder's normalised output.", {"context": "normalised memory"}),
+        ("the self-attention has no mask: each target position may see the future. Pass `self_mask` to it.",
+         {"masks": (None, memory_mask)}),
+        ("the cross-attention has no mask: queries attend to the memory's padding. Pass `memory_mask` to it.",
+         {"masks": (self_mask, None)}),
+        ("the two masks are swapped: `self_mask` goes to the self-attention, `memory_mask` to the cross-attention.",
+         {"masks": (memory_mask, self_mask)}),
+    ):
         try:
-            variants[message] = make()
+            variants[message] = wrong(**change)
         except (ValueError, RuntimeError):  # a wrong mask may not even fit these shapes
             pass
-
-    add("post-norm: norm(x + f(x)). These layers are pre-norm: x + f(norm(x)).",
-        lambda: n_ff((h2 := n_cross((h1 := n_self(x + self_attend(x))) + cross(h1))) + layer.ff(h2)))
-    add("the residual connections are missing: each block returns x + f(norm(x)), not f(norm(x)).",
-        lambda: layer.ff(n_ff(cross(n_cross(self_attend(n_self(x)))))))
-    add("the layer norms are missing: each block normalises its input first, x + f(norm(x)).",
-        lambda: (h := (h1 := x + self_attend(x)) + cross(h1)) + layer.ff(h))
-    add("cross-attention comes before self-attention: the order is self-attention, cross-attention, feed-forward.",
-        lambda: ff((h := x + cross(n_cross(x))) + self_attend(n_self(h))))
-    add("the cross-attention reads the decoder's own positions: its keys and values come from `memory` "
-        "(pass it as the context).", lambda: ff((h := x + self_attend(n_self(x))) + cross(n_cross(h), None, self_mask)))
-    add("the memory was normalised too: only the decoder's input to each block is normalised; the memory "
-        "is already the encoder's normalised output.",
-        lambda: ff((h := x + self_attend(n_self(x))) + cross(n_cross(h), n_cross(memory))))
-    add("the self-attention has no mask: each target position may see the future. Pass `self_mask` to it.",
-        lambda: ff((h := x + self_attend(n_self(x), None)) + cross(n_cross(h))))
-    add("the cross-attention has no mask: queries attend to the memory's padding. Pass `memory_mask` to it.",
-        lambda: ff((h := x + self_attend(n_self(x))) + cross(n_cross(h), memory, None)))
-    add("the two masks are swapped: `self_mask` goes to the self-attention, `memory_mask` to the cross-attention.",
-        lambda: ff((h := x + self_attend(n_self(x), memory_mask)) + cross(n_cross(h), memory, self_mask)))
     return variants
 
 
