@@ -40,7 +40,6 @@
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import math
 import os
-import tempfile
 import time
 
 import matplotlib.pyplot as plt
@@ -385,11 +384,11 @@ grading.record("label_smoothing_tests", translation_loss)
 # training loop; your loss is compared with the one it minimises on a real batch.
 
 # %%
-run_dir = tempfile.mkdtemp(prefix="xattn-ch06-")
+run_dir = training.run_folder(keep=not FAST)
 session = training.start(run, chapter_data, run_dir, device=DEVICE)
 optim = run.config.optim
 print(f"training on {describe_device(session.device)}; matrix products in {training.autocast_dtype(session)}; "
-      f"checkpoints in {run_dir}")
+      f"checkpoints in {run_dir} ({'removed when the kernel stops' if FAST else 'kept for xattn translate'})")
 line_chart(range(1, optim.steps + 1), {"learning rate": training.lr_schedule(optim)}, xlabel="optimizer step",
            ylabel="learning rate", title=f"warm-up for {optim.warmup} steps, then a cosine decay")
 plt.show()

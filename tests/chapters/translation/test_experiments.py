@@ -293,3 +293,14 @@ def test_the_synthetic_test_split_is_scored_once(trained):
     assert report.split == "test" and report.sentences == 40 and report.aer is not None
     with pytest.raises(RuntimeError):
         test_split.score(1)
+
+
+def test_a_fast_run_folder_is_removed_at_exit_and_a_full_one_kept(monkeypatch):
+    registered = []
+    monkeypatch.setattr(training.atexit, "register", lambda fn, *args, **kwargs: registered.append((fn, args)))
+    kept, removed = training.run_folder(keep=True), training.run_folder(keep=False)
+    assert kept.is_dir() and removed.is_dir() and [args for _, args in registered] == [(removed,)]
+    for fn, args in registered:
+        fn(*args, ignore_errors=True)
+    assert not removed.exists()
+    kept.rmdir()
