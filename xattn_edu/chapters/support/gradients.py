@@ -47,6 +47,9 @@ def with_gradients(wrt: Sequence[str], *, run: Callable[[Any, Case], Any] = call
         bound = _bind(implementation, case)
         leaves = {}
         for name in wrt:
+            if name not in bound.arguments:
+                raise Wrong(f"{case.label}: the function has no argument named `{name}`; keep the names of the "
+                            "exercise's signature")
             value = torch.as_tensor(bound.arguments[name], dtype=torch.float64).detach().clone().requires_grad_(True)
             bound.arguments[name] = leaves[name] = value
         result = run(implementation, dataclasses.replace(case, args=bound.args, kwargs=bound.kwargs))
