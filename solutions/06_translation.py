@@ -58,6 +58,7 @@ from xattn_edu.chapters.translation import (
     leakage,
     precision,
     reference,
+    tiny,
     training,
 )
 from xattn_edu.chapters.translation import checks as grading
@@ -238,7 +239,7 @@ USE_MY_ATTENTION = True
 my_layers = {"encoder_layer": prefer_mine(encoder_layer, reference.encoder_layer),
              "decoder_layer": prefer_mine(decoder_layer, reference.decoder_layer)}
 my_attention = prefer_mine(my_multi_head_attention, assembly.package_attention)
-fresh_model = grading.tiny_translator(0, layers=2).float()  # a small untrained Seq2Seq (2 + 2 layers)
+fresh_model = tiny.tiny_translator(0, layers=2).float()  # a small untrained Seq2Seq (2 + 2 layers)
 src = torch.tensor([[5, 6, 7, 8, 2], [9, 4, 2, 0, 0]])  # two sources, the second padded
 tgt_in = torch.tensor([[1, 3, 4, 5], [1, 6, 0, 0]])  # BOS first, the second target padded
 with torch.no_grad():

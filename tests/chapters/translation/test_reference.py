@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xattn_edu.chapters.translation import assembly, checks, reference
+from xattn_edu.chapters.translation import assembly, checks, reference, tiny
 from xattn_edu.nn.masks import causal_mask, decoder_self_mask, padding_mask
 from xattn_edu.translate.decode import greedy_search
 from xattn_edu.translate.metrics import alignment_error_rate, attention_links
@@ -29,7 +29,7 @@ def test_the_layers_equal_the_package_layers(seed):
 
 
 def test_the_assembled_model_equals_the_package_model_and_refuses_what_it_cannot_assemble():
-    model = checks.tiny_translator(3, layers=2)
+    model = tiny.tiny_translator(3, layers=2)
     src = torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0]])
     tgt_in = torch.tensor([[1, 4, 5, 6, 7], [1, 9, 0, 0, 0]])
     with torch.no_grad():

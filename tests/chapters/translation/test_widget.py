@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xattn_edu.chapters.support.live import OUTPUT_CLASS, SLIDER_CLASS
-from xattn_edu.chapters.translation import checks
+from xattn_edu.chapters.translation import tiny
 from xattn_edu.chapters.translation.attention_maps import AlignmentSet, AttentionHistory
 from xattn_edu.chapters.translation.widget import (
     MEAN,
@@ -82,7 +82,7 @@ def test_the_translation_view_handles_empty_and_impossible_input(text, title, no
 def test_the_translation_widget_translates_what_is_typed():
     src_tok = WordTokenizer.train(["the dog sees the cat ."])
     tgt_tok = WordTokenizer.train(["der Hund sieht die Katze ."])
-    model = checks.tiny_translator(0, layers=2).float()
+    model = tiny.tiny_translator(0, layers=2).float()
     box = make_translation_widget(model, src_tok, tgt_tok, ["the dog sees the cat ."])
     text, layer, head, output = box.children
     assert "translation:" in output.value and ">dog<" in output.value
