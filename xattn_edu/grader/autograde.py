@@ -4,7 +4,7 @@
 pipeline, with two of its steps replaced or added:
 
 * :class:`XattnExecute` runs the notebook like nbgrader's ``Execute``, on Unix-socket kernels (no
-  port races between kernels started side by side), with fast mode on for the grading kernel only,
+  port races between kernels started side by side), on one thread, with fast mode on for the grading kernel only,
   the grading run's seed for the hidden cases, a kernel forked by the kernel server when the grading
   process has one (:mod:`xattn_edu.grader.kernels`), and a kernel that dies, or a cell that ignores
   the interrupt at its time limit, costs only the cells it reached: cells that completed keep their
@@ -86,7 +86,9 @@ class XattnExecute(Execute):
         seed = secrets.randbits(31)
         resources.setdefault("xattn", {})["seed"] = seed
         self._stopped = None
-        with _environment({FAST_ENV: "1", SEED_ENV: str(seed)}):
+        # One thread per kernel: grading runs in fast mode, often beside other kernels, and torch's second
+        # thread on a busy 2-core machine slows small tensors by an order of magnitude.
+        with _environment({FAST_ENV: "1", SEED_ENV: str(seed), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}):
             try:
                 return super().preprocess(nb, resources, km)
             except (DeadKernelError, CellTimeoutError):  # raised again while shutting the kernel down
