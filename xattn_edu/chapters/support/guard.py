@@ -100,9 +100,12 @@ class _Forbidden:
         return other
 
     def allow(self, target: Any) -> None:
-        """Take ``target`` (a function, method descriptor or dotted name) out of the set."""
+        """Take ``target`` (a module, function, method descriptor or dotted name) out of the set."""
         obj = import_target(target) if isinstance(target, str) else target
         if obj is None:
+            return
+        if isinstance(obj, types.ModuleType):
+            self.files.pop(os.path.normcase(os.path.abspath(getattr(obj, "__file__", None) or "")), None)
             return
         for fn in self._python_functions(obj):
             self.allowed_codes.add(_code_key(fn.__code__))
