@@ -40,6 +40,7 @@
 # Plan on about 90 minutes. The experiments shrink to seconds when `XATTN_FAST=1` is set.
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import math
 import os
 import platform
 import time
@@ -53,6 +54,7 @@ from xattn_edu.chapters.superpowers import checks as grading
 from xattn_edu.chapters.superpowers import gradient_flow as flow
 from xattn_edu.chapters.superpowers import masked_token, reference, uncertainty
 from xattn_edu.chapters.superpowers.diagram import draw_wirings
+from xattn_edu.chapters.superpowers.stacks import CROSS
 from xattn_edu.chapters.superpowers.widget import make_gradient_widget, make_uncertainty_widget
 from xattn_edu.chapters.support.fallback import prefer_mine
 from xattn_edu.chapters.support.fast import fast_mode
@@ -63,7 +65,7 @@ np.set_printoptions(precision=3, suppress=True)
 rng = np.random.default_rng(0)
 torch.manual_seed(0)
 FAST = fast_mode()  # True when XATTN_FAST=1 (tests, graders): experiments shrink to seconds
-STARTED = time.perf_counter()
+STARTED, CPU_STARTED = time.perf_counter(), time.process_time()
 
 # %% [markdown]
 # # Part I — Attention removes uncertainty
@@ -370,14 +372,14 @@ print(f"{'rho':>5} {'rho**2':>7} {'simulated':>10} {'fitted line':>12} {'attenti
 for row in rho_rows:
     print(f"{row.rho:>5.2f} {row.analytic:>7.3f} {row.simulated:>10.3f} {row.linear:>12.3f} {row.attention:>10.3f}")
 rho_squared = [row.analytic for row in rho_rows]
-rho_fits = {name: uncertainty.fit_line(rho_squared, [getattr(row, name) for row in rho_rows])
-            for name in ("simulated", "linear", "attention")}
+removed = {"simulated": [row.simulated for row in rho_rows], "linear": [row.linear for row in rho_rows],
+           "attention": [row.attention for row in rho_rows]}
+rho_fits = {name: uncertainty.fit_line(rho_squared, shares) for name, shares in removed.items()}
 for name, fit in rho_fits.items():
     print(f"{name:>10}: removed = {fit.slope:.3f} * rho**2 {fit.intercept:+.3f}   (R**2 of the fit {fit.r_squared:.4f})")
 
 # %%
-line_chart(rho_squared, {"attention read-out": [r.attention for r in rho_rows],
-                         "fitted line": [r.linear for r in rho_rows]},
+line_chart(rho_squared, {"attention read-out": removed["attention"], "fitted line": removed["linear"]},
            predictions={"removed = rho**2": rho_squared}, xlabel="rho**2", ylabel="share of Var(Y) removed",
            title="Gaussian data: attention removes rho**2 of the variance")
 plt.show()
@@ -618,31 +620,56 @@ make_gradient_widget()
 depths = (4, 8) if FAST else (6, 12, 24)
 profile_rows = flow.measure_profiles(depths=depths, seeds=(0,) if FAST else (0, 1, 2))
 ratios = {(row.variant, row.depth): row.ratio for row in profile_rows}
-print("bottom / top gradient-norm ratio at initialisation")
-print(f"{'variant':>34} " + " ".join(f"{'L=' + str(d):>8}" for d in depths))
-for variant in flow.VARIANTS:
-    print(f"{variant.name:>34} " + " ".join(f"{ratios[variant, d]:>8.3g}" for d in depths))
+columns = [(residual, pre_norm) for residual in (True, False) for pre_norm in (True, False)]
+for depth in depths:
+    print(f"L = {depth}: bottom/top gradient-norm ratio at initialisation")
+    print(f"{'wiring':>9} " + " ".join(f"{('pre' if p else 'post') + '-norm' + ('' if r else ', no res.'):>19}"
+                                       for r, p in columns))
+    for cross in CROSS:
+        cells = [ratios.get((flow.Variant(cross, r, p), depth)) for r, p in columns]
+        print(f"{cross:>9} " + " ".join(f"{'-' if c is None else f'{c:.3g}':>19}" for c in cells))
 
 # %%
+# %%
 deepest = depths[-1]
+
+
+def ratio_at(cross, residual=True, pre_norm=True):
+    return ratios[flow.Variant(cross, residual, pre_norm), deepest]
+
+
+standard = ("every", "one", "none")
+print(f"L = {deepest}, residuals, pre-norm : every {ratio_at('every'):.3g}, none (no cross-attention) "
+      f"{ratio_at('none'):.3g}")
+print(f"L = {deepest}, residuals, post-norm: every {ratio_at('every', pre_norm=False):.3g}, none "
+      f"{ratio_at('none', pre_norm=False):.3g}")
+print(f"L = {deepest}, without residuals, the LARGEST ratio of any wiring: "
+      f"{max(ratio_at(c, False, p) for c in standard for p in (True, False)):.3g}")
+print(f"L = {deepest}, pre-norm with residuals, the SMALLEST ratio of any standard wiring: "
+      f"{min(ratio_at(c) for c in standard):.3g}")
 shown = [flow.Variant("every"), flow.Variant("none"), flow.Variant("every", residual=False),
          flow.Variant("none", residual=False), flow.Variant("mixture")]
 profiles = {row.variant.name: row.norms for row in profile_rows if row.depth == deepest and row.variant in shown}
 line_chart(range(1, deepest + 1), profiles, xlabel="encoder layer (1 = bottom)",
            ylabel="gradient norm of the layer", yscale="log",
-           title=f"L = {deepest}: residuals, not cross-attention, decide the profile")
+           title=f"L = {deepest}: residuals, not cross-attention, shape the profile")
 plt.show()
 
 # %% [markdown]
-# Three things to read off the table and the figure:
+# What to read off the grids, the four lines and the figure (at the largest depth):
 #
-# * **`every` against `none`.** With residual connections, the decoder-only stack (no cross-attention at
-#   all) gets about as much gradient to its bottom layers as the encoder-decoder does. The
-#   cross-attention paths do not change the profile in kind.
-# * **Residuals on or off.** Without residual connections the ratio falls steadily with depth for every
-#   wiring, cross-attention included: the gradient has to cross every layer, and each crossing shrinks it.
-# * **`mixture`.** The one real bypass sends *more* gradient to the bottom layers than to the top: each
-#   decoder layer reads the bottom layers directly *and* through the residual stream above them.
+# * **`every` against `none`.** With residual connections, the decoder-only stack, which has no
+#   cross-attention at all, brings its bottom layer a share of the gradient comparable to the
+#   encoder-decoder's. Cross-attention in every decoder layer does not change the profile in kind.
+# * **Residuals on or off.** Without residual connections, every wiring leaves its bottom layer a fraction
+#   of the top layer's gradient, cross-attention in every decoder layer included: on the way down the
+#   gradient crosses each layer, and the crossings shrink it. With pre-norm residuals, the bottom gets at
+#   least as much as the top.
+# * **Pre- or post-norm.** With residuals, post-norm tilts the encoder-decoder's profile toward the top
+#   (ratios below 1), pre-norm toward the bottom: where the normalisation sits matters as much as the
+#   wiring (Xiong et al., 2020, analyse this for Transformers).
+# * **`mixture`.** The one real bypass sends far *more* gradient to the bottom layers than to the top:
+#   each decoder layer reads the low layers directly, and through the residual stream above them too.
 #
 # ### Watch it learn
 #
@@ -660,6 +687,12 @@ print(f"{'variant':>34} {'final loss':>11} {'bottom/top before':>18} {'bottom/to
 for variant, run in runs.items():
     print(f"{variant.name:>34} {run.final_loss:>11.3f} {flow.bottom_top_ratio(run.norms_before):>18.3g} "
           f"{flow.bottom_top_ratio(run.norms_after):>17.3g}")
+print(f"\nchance level (11 equally likely symbols): log 11 = {math.log(11):.3f}")
+without = min(run.final_loss for variant, run in runs.items() if not variant.residual)
+print(f"lowest final loss of any wiring without residuals: {without:.3f}")
+for pre_norm in (True, False):
+    losses = ", ".join(f"{c} {runs[flow.Variant(c, True, pre_norm)].final_loss:.3f}" for c in CROSS)
+    print(f"{'pre' if pre_norm else 'post'}-norm with residuals, final loss: {losses}")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), layout="constrained", sharey=True)
@@ -674,6 +707,16 @@ for ax, (title, keep) in zip(axes, groups, strict=True):
 plt.show()
 
 # %% [markdown]
+# Compare the final losses with the chance level (the printed lines above the curves):
+#
+# * **Without residual connections nothing learns** in this budget, whatever the wiring: the losses stay at
+#   chance, and after training the bottom layers receive almost no gradient (last column of the table).
+# * **With pre-norm residuals the stacks learn**, and the encoder-decoder with cross-attention in every
+#   decoder layer is not the fastest: the decoder-only stack, with no cross-attention at all, does at least
+#   as well. Whatever makes these deep stacks trainable, it is not a shortcut through cross-attention.
+# * **With post-norm residuals and no warm-up**, compare the standard wirings with the mixture; the next
+#   experiment looks at this case more carefully.
+#
 # **Does the bypass rescue a deep post-norm encoder?** Post-norm Transformers are known to need a
 # learning-rate warm-up, and the deeper they are the more they need it. The next cell trains post-norm
 # models of growing depth without warm-up, standard cross-attention against the layer mixture, on two
@@ -689,13 +732,18 @@ for depth in sorted({run.depth for run in warm_runs}):
     mean = {cross: np.mean([r.final_loss for r in warm_runs if r.depth == depth and r.variant.cross == cross
                             and r.warmup == 0]) for cross in ("every", "mixture")}
     print(f"L = {depth:>2}, no warm-up: mean final loss, standard {mean['every']:.3f} vs mixture {mean['mixture']:.3f}")
+warmed = [run.final_loss for run in warm_runs if run.warmup > 0]
+print(f"L = {warm_runs[-1].depth:>2}, standard WITH {warm_runs[-1].warmup} warm-up steps: mean final loss "
+      f"{np.mean(warmed):.3f}")
 
 # %% [markdown]
 # Read the final losses against $\log 11 \approx 2.40$ (a model that learned nothing about the source). At
 # the shallowest depth both wirings learn the task. As the post-norm encoder gets deeper, the standard
-# wiring without warm-up stalls near chance while the mixture keeps learning; whether a warm-up brings
-# the standard one back within the same number of steps is in the last rows. This reproduces, at toy
-# scale, what transparent attention was introduced for.
+# wiring without warm-up falls behind and, at the largest depth, barely leaves chance, while the mixture
+# keeps learning on every seed. The last line says whether a warm-up brings the standard wiring back within
+# the same number of steps. This is, at toy scale, the problem transparent attention was introduced for:
+# a direct line from the loss to every encoder layer lets a deep post-norm encoder start learning without
+# the careful schedule.
 #
 # ## 13. What the "superhighway" story gets right and wrong
 #
@@ -743,10 +791,14 @@ for depth in sorted({run.depth for run in warm_runs}):
 print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.processor() or 'processor n/a'}; "
       f"torch {torch.__version__} with {torch.get_num_threads()} threads; "
       f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; fast mode: {FAST}")
-print(f"notebook time so far: {time.perf_counter() - STARTED:.0f} s\n")
-print(f"bottom/top gradient-norm ratio at initialisation, L = {deepest}:")
+print(f"notebook time so far: {time.perf_counter() - STARTED:.0f} s wall, {time.process_time() - CPU_STARTED:.0f} s of "
+      "CPU time in this kernel, all threads (on a busy machine the wall time grows, the CPU time hardly)\n")
+print(f"bottom/top gradient-norm ratio at initialisation (L = {deepest}), then after {train_steps} training steps "
+      f"(L = {train_depth}) and the final training loss:")
 for variant in flow.VARIANTS:
-    print(f"  {variant.name:>34}: {ratios[variant, deepest]:.3g}")
+    run = runs[variant]
+    print(f"  {variant.name:>34}: {ratios[variant, deepest]:>7.3g} {flow.bottom_top_ratio(run.norms_after):>9.3g} "
+          f"{run.final_loss:>7.3f}")
 print("\nshare of Var(Y) removed against rho**2 (slope, intercept, R**2 of the fit):")
 for name, fit in {**rho_fits, "masked-token model": masked_fit}.items():
     print(f"  {name:>20}: slope {fit.slope:.3f}, intercept {fit.intercept:+.3f}, R**2 {fit.r_squared:.4f}")

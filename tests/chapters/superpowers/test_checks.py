@@ -313,3 +313,12 @@ def test_mistakes_in_a_notebook_lose_exactly_their_cells(tmp_path):
     assert "no intercept" in reasons["variance_reduction_tests"]
     assert "keeps the gradients of an earlier step" in reasons["grad_norms_stale_tests"]
     assert "calls the reference implementation" in reasons["mix_layers_tests"]
+
+
+def test_the_solution_raises_no_flag_in_the_graders_scan():
+    from xattn_edu.grader import scan
+
+    notebook = solution_notebook(CHAPTER)
+    locked = {c.metadata.nbgrader["grade_id"] for c in notebook.cells
+              if c.get("metadata", {}).get("nbgrader", {}).get("locked")}
+    assert scan.scan_notebook([dict(c) for c in notebook.cells], locked) == []
