@@ -96,8 +96,12 @@ class RhoRow:
     attention: float  # removed by the attention read-out over the context samples, on fresh test samples
 
 
-def measure_rho_sweep(rhos=RHOS, n_context: int = 1000, n_test: int = 4000, seed: int = 0) -> list[RhoRow]:
-    """For each rho: what the conditional mean, the fitted line and the attention read-out remove."""
+def measure_rho_sweep(rhos=RHOS, n_context: int = 1000, n_test: int = 4000, seed: int = 0,
+                      reduction=variance_reduction) -> list[RhoRow]:
+    """For each rho: what the conditional mean, the fitted line and the attention read-out remove.
+
+    ``reduction(x, y)`` computes the fitted line's share (the notebook passes the student's version).
+    """
     rows = []
     for index, rho in enumerate(rhos):
         rng = np.random.default_rng([seed, index])
@@ -105,7 +109,7 @@ def measure_rho_sweep(rhos=RHOS, n_context: int = 1000, n_test: int = 4000, seed
         x_test, y_test = gaussian_pairs(n_test, rho, rng)
         attention = readout_predictions(x_context, y_context, x_test)
         rows.append(RhoRow(rho, rho**2, 1.0 - residual_share(y_test, rho * x_test, 1.0),
-                           variance_reduction(x_context, y_context), 1.0 - residual_share(y_test, attention, 1.0)))
+                           reduction(x_context, y_context), 1.0 - residual_share(y_test, attention, 1.0)))
     return rows
 
 
@@ -216,8 +220,11 @@ class MultipleResult:
 
 
 def measure_multiple(beta=(0.6, 0.4), x_corr: float = 0.5, noise_var: float = 0.3, n_context: int = 2000,
-                     n_test: int = 4000, seed: int = 0) -> MultipleResult:
-    """Y = beta . X + noise with Corr(X1, X2) = ``x_corr``: the removed share is R**2, not rho1**2 + rho2**2."""
+                     n_test: int = 4000, seed: int = 0, reduction=variance_reduction) -> MultipleResult:
+    """Y = beta . X + noise with Corr(X1, X2) = ``x_corr``: the removed share is R**2, not rho1**2 + rho2**2.
+
+    ``reduction(x, y)`` computes the fitted plane's share (the notebook passes the student's version).
+    """
     beta, cov_x = np.asarray(beta), np.array([[1.0, x_corr], [x_corr, 1.0]])
     explained = float(beta @ cov_x @ beta)
     var_y = explained + noise_var
@@ -233,4 +240,4 @@ def measure_multiple(beta=(0.6, 0.4), x_corr: float = 0.5, noise_var: float = 0.
     both = 1.0 - residual_share(y_test, readout_predictions(x_context, y_context, x_test), var_y)
     singles = tuple(1.0 - residual_share(y_test, readout_predictions(x_context[:, j], y_context, x_test[:, j]), var_y)
                     for j in range(2))
-    return MultipleResult(rho_each, explained / var_y, variance_reduction(x_context, y_context), both, singles)
+    return MultipleResult(rho_each, explained / var_y, reduction(x_context, y_context), both, singles)
