@@ -511,8 +511,8 @@ plt.show()
 #
 # * `layers` is an `nn.ModuleList` of the $L$ encoder layers, bottom first; `loss` a scalar tensor that
 #   has not been backpropagated yet;
-# * the layers may still hold gradients from an earlier step: clear them first (`layers.zero_grad()`),
-#   then call `loss.backward()`;
+# * the layers may still hold gradients from an earlier step: clear them first (the `zero_grad` method of
+#   `layers`), then backpropagate `loss` once;
 # * return a 1-D tensor of $L$ numbers: `norms[l]` is the Euclidean norm of **all** the gradient entries of
 #   layer `l`'s parameters together, $\sqrt{\sum_{p \in \text{layer } l} \sum p.\text{grad}^2}$.
 
