@@ -136,6 +136,15 @@ def test_extra_targets_and_allowed_ones():
         forbid_reference("xattn_edu.no_such_module")
 
 
+def test_a_whole_module_can_be_allowed():
+    # e.g. an exercise that runs a model built on xattn_edu.nn.attention, where attention is not the point
+    with pytest.raises(ReferenceCallError, match="xattn_edu.chapters.library_lookup.reference"):
+        with forbid_reference():
+            lookup.softmax(SCORES)
+    with forbid_reference(allow=["xattn_edu.chapters.library_lookup.reference"]):
+        lookup.softmax(SCORES)
+
+
 def test_other_exceptions_pass_through_unchanged():
     def broken(scores):
         raise ValueError("student bug")

@@ -105,7 +105,7 @@ class _Forbidden:
         if obj is None:
             return
         if isinstance(obj, types.ModuleType):
-            self.files.pop(os.path.normcase(os.path.abspath(obj.__file__ or "")), None)
+            self.files.pop(os.path.normcase(os.path.abspath(getattr(obj, "__file__", None) or "")), None)
             return
         for fn in self._python_functions(obj):
             self.allowed_codes.add(_code_key(fn.__code__))
