@@ -125,7 +125,7 @@ def caption_view(model: PatchCaptioner, batch: digits.NumberBatch, example: int,
     image = batch.images[example:example + 1]
     written = greedy_caption(model, image)  # (1, T)
     words = digits.decode_caption(written[0])
-    word = min(max(word, 0), len(words))  # position len(words) is the <eos> step
+    word = min(max(word, 0), len(words), written.shape[1] - 1)  # position len(words) is the <eos> step
     weights = word_attention(model, image, written, layer=layer)[0, word]  # (N,)
     index, slot = peak_to_digit(weights, layout.grid[1], layout.patch, layout.slot)
     number = int(batch.numbers[example])

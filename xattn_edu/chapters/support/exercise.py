@@ -94,8 +94,18 @@ def expect_raise(got: Any, case: Case, exception: str, why: str) -> None:
     if isinstance(got, Raised):
         theirs = f" (its message: {got.message!r})" if got.message else ""
         raise Wrong(f"{case.label} should raise {exception}: {why}; your code raised {got.name} instead{theirs}.")
-    shown = np.array2string(np.asarray(got), precision=4) if not isinstance(got, Opaque) else got.type_name
-    raise Wrong(f"{case.label} should raise {exception}: {why}; your code returned {shown}.")
+    raise Wrong(f"{case.label} should raise {exception}: {why}; your code returned {_shown(got)}.")
+
+
+def _shown(value: Any) -> str:
+    """A short description of a returned value: the array itself, or its type (tuples of unequal arrays too)."""
+    if isinstance(value, Opaque):
+        return value.type_name
+    try:
+        return np.array2string(np.asarray(value), precision=4)
+    except (ValueError, TypeError):  # e.g. a tuple of arrays of different shapes
+        return f"a {type(value).__name__} of {len(value)} items" if isinstance(value, tuple | list) else \
+            f"a {type(value).__name__}"
 
 
 def _judge_nothing(case: Case, got: Any, expected: Any) -> None:
