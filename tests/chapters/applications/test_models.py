@@ -12,8 +12,8 @@ from xattn_edu.chapters.applications import (
     digits,
     latent_cost,
     latents,
-    prompting,
     promptable,
+    prompting,
     shapes,
 )
 from xattn_edu.chapters.applications.training import FitConfig, _learning_rate, fit

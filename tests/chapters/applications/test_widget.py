@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from xattn_edu.chapters.applications import atlas, captioner, digits, overlay, prompting, promptable, widget
+from xattn_edu.chapters.applications import atlas, captioner, digits, overlay, promptable, prompting, widget
 from xattn_edu.chapters.support.live import OUTPUT_CLASS, SLIDER_CLASS
 
 matplotlib.use("Agg")
