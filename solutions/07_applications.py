@@ -27,7 +27,7 @@
 # 3. explain why M latent queries make attention over N inputs cost M·N instead of N², and measure it;
 # 4. build the two-way prompt ↔ image attention at the heart of promptable segmentation, and see
 #    what it does with a click that could mean two objects;
-# 5. name the queries, keys and values of cross-attention in translation, speech recognition,
+# 5. say who asks and what is read by cross-attention in translation, speech recognition,
 #    text-to-image models, retrieval-augmented readers and multimodal language models.
 #
 # **How to work.** Run the cells from the top. Where you see `# YOUR CODE HERE`, replace the
@@ -216,25 +216,26 @@ plt.show()
 print(f"{PLAN.caption_steps} steps in {caption_fit.seconds:.0f} s")
 
 # %% [markdown]
-# Now caption test images written in unseen handwriting, and paint each word's cross-attention
-# (first decoder layer, averaged over its heads) onto the picture. Bright patches are where the
-# decoder looked while writing that word; colours use the course's fixed 0–1 scale.
+# Now caption a test image written in unseen handwriting, and paint each word's cross-attention
+# (averaged over the heads of a layer) onto the picture, for both decoder layers. Bright patches are
+# where the decoder looked while writing that word; colours use the course's fixed 0–1 scale.
 
 # %%
 test_numbers = digits.make_numbers(PLAN.caption_test, split="test", seed=1)
 written = captioner.greedy_caption(caption_model, test_numbers.images[:1])
 words = digits.decode_caption(written[0]) + ["<eos>"]
-looks = captioner.word_attention(caption_model, test_numbers.images[:1], written, layer=0)[0, :len(words)]  # (T, N)
-panels = [attention_overlay(test_numbers.images[0].numpy(), looks[t].reshape(layout.grid).numpy(), layout.patch)
-          for t in range(len(words))]
-image_panels(panels, [f"writing '{w}'" for w in words], ncols=3,
+looks = [captioner.word_attention(caption_model, test_numbers.images[:1], written, layer=n)[0, :len(words)]
+         for n in range(caption_model.config.n_layers)]  # per layer: (T, N)
+panels = [attention_overlay(test_numbers.images[0].numpy(), rows[t].reshape(layout.grid).numpy(), layout.patch)
+          for rows in looks for t in range(len(words))]
+image_panels(panels, [f"layer {n + 1}: '{w}'" for n in range(len(looks)) for w in words], ncols=len(words),
              suptitle=f"true: {digits.caption_text(digits.number_words(int(test_numbers.numbers[0])))}; "
-                      "where each word looked (layer 1)")
+                      "where the decoder looked while writing each word")
 plt.show()
 
 # %% [markdown]
-# Pick any test image and any word of the caption the model wrote; the drop-downs redraw the overlay.
-# Try a number with a teen ("eleven" to "nineteen"): which digits does that word look at?
+# Pick a test image, a word of the caption the model wrote and a decoder layer; the drop-downs redraw
+# the overlay. Try a number with a teen ("eleven" to "nineteen"): which digits does that word look at?
 
 # %%
 make_caption_widget(caption_model, test_numbers)
@@ -290,7 +291,7 @@ grading.record("peak_digit_tests", peak_to_digit)
 
 # %%
 my_peak = prefer_mine(peak_to_digit, reference.peak_to_digit)
-peak, slot = my_peak(looks, layout.grid[1], layout.patch, layout.slot)
+peak, slot = my_peak(looks[0], layout.grid[1], layout.patch, layout.slot)  # layer 1
 gold = digits.gold_slots(int(test_numbers.numbers[0])) + [()] * len(words)  # for the true caption's words
 for word, p, s, g in zip(words, peak.tolist(), slot.tolist(), gold, strict=False):
     print(f"{word:>10}: peak on patch {p:>2} -> slot {s}   (the true word here is about slots {list(g) or '-'})")
@@ -306,13 +307,14 @@ for word, p, s, g in zip(words, peak.tolist(), slot.tolist(), gold, strict=False
 # units word on the units slot.
 
 # %%
-caption_scores = captioner.evaluate(caption_model, test_numbers, layer_for_kinds=0)
+caption_scores = captioner.evaluate(caption_model, test_numbers)
 print(f"test images: {caption_scores.images}")
-print(f"exact caption (greedy)         : {caption_scores.exact_match:.1%}")
-print(f"words right (teacher forcing)  : {caption_scores.word_accuracy:.1%}")
-for layer, rate in enumerate(caption_scores.peak_on_digit):
-    print(f"attention peak on a named digit, layer {layer + 1}: {rate:.1%}")
-print("layer 1, by kind of word:", ", ".join(f"{k} {v:.0%}" for k, v in caption_scores.peak_by_kind.items()))
+print(f"exact caption (greedy)        : {caption_scores.exact_match:.1%}")
+print(f"words right (teacher forcing) : {caption_scores.word_accuracy:.1%}")
+print("attention peak on a digit the word names:")
+print(f"{'kind of word':>16} " + " ".join(f"{f'layer {n + 1}':>8}" for n in range(len(caption_scores.peak_on_digit))))
+for kind, rates in [*caption_scores.peak_by_kind.items(), ("all words", caption_scores.peak_on_digit)]:
+    print(f"{kind:>16} " + " ".join(f"{rate:>8.1%}" for rate in rates))
 for truth, guess in caption_scores.examples:
     print(f"  true: {truth:<30} written: {guess}")
 
@@ -672,7 +674,8 @@ plt.show()
 # %%
 print(f"run: {'fast mode' if FAST else 'full'} | {hardware_info()}")
 print(f"captioner: exact captions {caption_scores.exact_match:.1%} on {caption_scores.images} test images; "
-      f"attention peak on a named digit {caption_scores.peak_on_digit[0]:.1%} (layer 1)")
+      "attention peak on a digit the word names: "
+      + ", ".join(f"layer {n + 1} {rate:.1%}" for n, rate in enumerate(caption_scores.peak_on_digit)))
 print(f"latents: accuracy {long_scores[0][1].accuracy:.1%} at N = {task.length} "
       f"(mean pooling {long_scores[-1][1].accuracy:.1%}); at N = {16 * task.length}: {long_scores[2][1].accuracy:.1%}")
 print("segmenter: mean IoU " + ", ".join(f"{k} {v:.2f}" for k, v in seg_iou.mean_iou.items()))

@@ -56,6 +56,7 @@ def test_a_captioner_trained_briefly_learns_and_is_scored():
     assert scores.images == 20 and 0.0 <= scores.exact_match <= scores.word_accuracy <= 1.0
     assert len(scores.peak_on_digit) == 1 and all(0.0 <= r <= 1.0 for r in scores.peak_on_digit)
     assert set(scores.peak_by_kind) <= {'"hundred"', "hundreds digit", "tens", "teen", "units"}
+    assert all(len(rates) == 1 for rates in scores.peak_by_kind.values())
 
 
 def test_majority_sequences_have_a_unique_most_frequent_marker():

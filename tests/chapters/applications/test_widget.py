@@ -77,7 +77,7 @@ def test_caption_html_highlights_the_word_and_the_widget_redraws(caption_model):
     html_text = widget.render_caption_html(widget.caption_view(caption_model, batch, 1, 0), 4)
     assert "<b style=" in html_text and "data:image/png;base64," in html_text and "digit slot" in html_text
     box = widget.make_caption_widget(caption_model, batch, examples=4)
-    example, word, output = box.children
+    example, word, layer, output = box.children
     before = output.value
     example.value = 2
     assert output.value != before

@@ -140,11 +140,12 @@ class CaptionScores:
     exact_match: float  # fraction of greedy captions equal to the true caption
     word_accuracy: float  # fraction of true-caption words predicted right under teacher forcing
     peak_on_digit: tuple[float, ...]  # per layer: fraction of words whose attention peak is in a gold slot
-    peak_by_kind: dict[str, float]  # last layer's peak rate by word kind (hundreds digit, "hundred", ...)
+    peak_by_kind: dict[str, tuple[float, ...]]  # the same by kind of word (hundreds digit, "hundred", ...), per layer
     examples: list[tuple[str, str]]  # a few (true caption, greedy caption) pairs
 
 
-def _word_kinds(number: int) -> list[str]:
+def word_kinds(number: int) -> list[str]:
+    """The kind of each word of ``number``'s caption: hundreds digit, "hundred", tens, teen or units."""
     kinds = []
     for word, slots in zip(digits.number_words(number), digits.gold_slots(number), strict=True):
         if word == "hundred":
@@ -156,8 +157,13 @@ def _word_kinds(number: int) -> list[str]:
     return kinds
 
 
+def _rate(hits: list[tuple[str, bool]], kind: str | None = None) -> float:
+    chosen = [hit for k, hit in hits if kind in (None, k)]
+    return sum(chosen) / len(chosen)
+
+
 @torch.no_grad()
-def evaluate(model: PatchCaptioner, batch: digits.NumberBatch, layer_for_kinds: int = -1) -> CaptionScores:
+def evaluate(model: PatchCaptioner, batch: digits.NumberBatch) -> CaptionScores:
     """Exact match of greedy captions and where each word's attention peaks, on ``batch``."""
     layout = model.config.layout
     generated = greedy_caption(model, batch.images)
@@ -166,24 +172,19 @@ def evaluate(model: PatchCaptioner, batch: digits.NumberBatch, layer_for_kinds: 
     logits, weights = model(batch.images, shift_right(batch.targets), return_weights=True)
     real = batch.targets != digits.PAD
     word_accuracy = float((logits.argmax(-1) == batch.targets)[real].float().mean())
-    rates, kinds = [], {}
-    kinds_layer = layer_for_kinds % len(weights)
-    for index, layer_weights in enumerate(weights):
+    layer_hits = []  # per layer: (kind of word, peak in a gold slot?) for every word of every true caption
+    for layer_weights in weights:
         _, slot = peak_to_digit(layer_weights.mean(dim=1), layout.grid[1], layout.patch, layout.slot)  # (B, T)
-        hits = []
-        for b, number in enumerate(batch.numbers.tolist()):
-            for t, (gold, kind) in enumerate(zip(digits.gold_slots(number), _word_kinds(number), strict=True)):
-                hit = int(slot[b, t]) in gold
-                hits.append(hit)
-                if index == kinds_layer:
-                    kinds.setdefault(kind, []).append(hit)
-        rates.append(sum(hits) / len(hits))
+        layer_hits.append([(kind, int(slot[b, t]) in gold) for b, number in enumerate(batch.numbers.tolist())
+                           for t, (gold, kind) in enumerate(zip(digits.gold_slots(number), word_kinds(number),
+                                                                strict=True))])
     return CaptionScores(
         images=len(truth),
         exact_match=sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth),
         word_accuracy=word_accuracy,
-        peak_on_digit=tuple(rates),
-        peak_by_kind={kind: sum(v) / len(v) for kind, v in sorted(kinds.items())},
+        peak_on_digit=tuple(_rate(hits) for hits in layer_hits),
+        peak_by_kind={kind: tuple(_rate(hits, kind) for hits in layer_hits)
+                      for kind in sorted({kind for kind, _ in layer_hits[0]})},
         examples=[(digits.caption_text(t), digits.caption_text(p)) for t, p in zip(truth[:6], predicted[:6],
                                                                                    strict=True)],
     )

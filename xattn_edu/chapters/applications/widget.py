@@ -5,7 +5,8 @@
   shape); :func:`render_prompt_html` draws it (inline PNGs and text); :func:`make_prompt_widget` wires
   an x slider (the first slider) and a y slider to it.
 * :func:`caption_view` captions one test image and returns the attention of one written word over the
-  patches; :func:`render_caption_html` and :func:`make_caption_widget` (two drop-downs) show it.
+  patches in one decoder layer; :func:`render_caption_html` and :func:`make_caption_widget` (three
+  drop-downs: image, word, layer) show it.
 
 The view functions are plain computations, unit-tested without a browser.
 """
@@ -153,13 +154,16 @@ def render_caption_html(view: CaptionView, patch: int) -> str:
     )
 
 
-def make_caption_widget(model: PatchCaptioner, batch: digits.NumberBatch, examples: int = 8, layer: int = 0):
-    """Two drop-downs (test image, word of its caption) and the live view of :func:`render_caption_html`."""
+def make_caption_widget(model: PatchCaptioner, batch: digits.NumberBatch, examples: int = 8):
+    """Three drop-downs (test image, word of its caption, decoder layer) and the live :func:`render_caption_html`."""
     import ipywidgets as widgets
 
     example = widgets.Dropdown(options=[(f"image {i}: {int(batch.numbers[i])}", i) for i in range(examples)],
                                value=0, description="image")
     word = widgets.Dropdown(options=[(f"word {i + 1}", i) for i in range(digits.MAX_WORDS + 1)], value=0,
                             description="word")
+    layer = widgets.Dropdown(options=[(f"layer {i + 1}", i) for i in range(model.config.n_layers)], value=0,
+                             description="layer")
     patch = model.config.layout.patch
-    return live_html([example, word], lambda e, w: render_caption_html(caption_view(model, batch, e, w, layer), patch))
+    return live_html([example, word, layer],
+                     lambda e, w, n: render_caption_html(caption_view(model, batch, e, w, n), patch))
