@@ -28,6 +28,11 @@ def test_fit_follows_warmup_then_cosine_and_leaves_eval_mode():
     target = torch.tensor([[3.0]])
     result = fit(model, lambda step: ((model(torch.ones(1, 2)) - target) ** 2).mean(), FitConfig(steps=60, lr=0.1))
     assert not model.training and len(result.losses) == 60 and result.losses[-1] < result.losses[0] / 10
+    threads = torch.get_num_threads()
+    seen = []
+    fit(model, lambda step: seen.append(torch.get_num_threads()) or model(torch.ones(1, 2)).sum(),
+        FitConfig(steps=2, threads=1))
+    assert seen == [1, 1] and torch.get_num_threads() == threads
     assert len(result.smoothed(20)) == 3
 
 
