@@ -33,14 +33,14 @@
 # **How to work.** Run the cells from the top. Where you see `# YOUR CODE HERE`, replace the
 # `raise NotImplementedError()` line with your code, then run the test cell below it. Hidden checks run
 # when the notebook is graded (`xattn grade 07_applications.ipynb`). The chapter trains three small
-# models on your CPU; a full run takes a few minutes. Plan on about 90 minutes.
+# models on your CPU; a full run takes several minutes (each training cell prints its time). Plan on
+# about 90 minutes.
 
 # %% nbgrader={"grade": false, "grade_id": "setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import math
 import warnings
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from IPython.display import Markdown, display
 
@@ -56,7 +56,7 @@ from xattn_edu.chapters.applications import (
 )
 from xattn_edu.chapters.applications import checks as grading
 from xattn_edu.chapters.applications.budget import budget
-from xattn_edu.chapters.applications.overlay import attention_overlay, image_panels, show_patches
+from xattn_edu.chapters.applications.overlay import attention_overlay, image_panels, show_patches, show_sequence
 from xattn_edu.chapters.applications.training import FitConfig
 from xattn_edu.chapters.applications.widget import make_caption_widget, make_prompt_widget
 from xattn_edu.chapters.support.fallback import prefer_mine
@@ -183,9 +183,8 @@ grading.record("patchify_positions_tests", patchify)
 my_patchify = prefer_mine(patchify, reference.patchify)
 patches, positions = my_patchify(examples.images, layout.patch)
 print("patches", tuple(patches.shape), " positions", tuple(positions.shape), " first positions", positions[:4].tolist())
-strip = [np.repeat(p.reshape(layout.patch, layout.patch).numpy()[..., None], 3, axis=-1) for p in patches[0]]
-image_panels([1 - s for s in strip], [f"{n} {tuple(positions[n].tolist())}" for n in range(len(strip))],
-             suptitle="the image as a sequence: patch n (row, column), in reading order", colorbar=None, ncols=9)
+show_sequence(patches[0].numpy(), positions.numpy(), layout.patch,
+              title="the same image as the decoder reads it: a sequence of 27 patches of 16 pixels")
 plt.show()
 
 # %% [markdown]
@@ -319,15 +318,18 @@ for truth, guess in caption_scores.examples:
     print(f"  true: {truth:<30} written: {guess}")
 
 # %% [markdown]
-# Read the rates by kind of word. In a full run, the words that name one digit (the hundreds digit, a
-# tens word, a teen) put their peak on that digit almost every time: the decoder learned *where* to
-# look without ever being told, only by being asked to write the right word. "hundred" names no digit
-# of its own; the rule above counts it right on the hundreds slot, and it agrees less often, because
-# the decoder can write it from what it already knows (it follows a hundreds digit) without looking.
-# (Fast mode trains for seconds: its numbers are far lower.)
+# Read the table row by row. In a full run, the words that name exactly one digit (the hundreds digit,
+# a tens word, a teen) put their peak on that digit essentially every time, in both layers: the decoder
+# learned *where* to look without ever being told, only by being asked to write the right word. The
+# word "hundred" names no digit of its own; the rule counts it right on the hundreds slot, and its
+# first-layer peak often lies elsewhere: the decoder can write "hundred" from what it already wrote
+# (a hundreds digit is always followed by it) without reading the picture. Compare the two layers too:
+# nothing forces them to look at the same place, and here the second layer's peaks match the digits
+# more often than the first's. (Fast mode trains for seconds: its numbers are far lower.)
 #
-# Attention maps are evidence about where information was read, not proof of why a word was chosen;
-# the second layer's peaks can sit elsewhere, since its queries already carry what the first layer read.
+# Attention maps are evidence about where information was read, not proof of why a word was chosen:
+# a word can be written correctly with its peak elsewhere, and the rates above do not depend on whether
+# the word was right.
 #
 # ## 4. Long inputs: a few latents read everything
 #
@@ -411,8 +413,8 @@ print("largest difference from MultiHeadAttention:", float((output - expected).a
 # %% [markdown]
 # ### Measure the cost
 #
-# One attention layer (width 64, one head, batch 1, forward pass only) reads N random vectors, three
-# ways: self-attention written out (it stores the N × N weights), self-attention through
+# One attention layer (width 64, one head, batch 1, forward pass only, one CPU thread) reads N random
+# vectors, three ways: self-attention written out (it stores the N × N weights), self-attention through
 # `F.scaled_dot_product_attention` (the *fused* path: on a CPU a flash-style kernel that works through
 # the keys in blocks and never stores N × N), and 64 latents cross-attending to the N inputs.
 #
@@ -420,16 +422,17 @@ print("largest difference from MultiHeadAttention:", float((output - expected).a
 # (`profile_memory=True`) records every allocation and release of torch's CPU allocator during one
 # forward pass, and the peak is the largest running total: the memory held by tensors (weights,
 # projections, work buffers). Python objects and memory a library takes outside torch's allocator are
-# not counted. Times are medians of repeated passes. Points that would take too long or whose N × N
-# weights alone would pass 1.1 GB are skipped and marked so.
+# not counted. Times are CPU times (median of repeated passes): on an idle machine they equal the wall
+# time, and on a shared machine they leave out the time spent waiting for a core. Points that would
+# take too long or whose N × N weights alone would pass 1.1 GB are skipped and marked so.
 
 # %%
 cost_points = latent_cost.measure_cost(latent_cost.CostConfig(sizes=PLAN.cost_sizes))
-print(f"threads: {torch.get_num_threads()} | {hardware_info()}")
+print("one thread in a fresh process |", hardware_info())
 print(latent_cost.cost_table(cost_points))
 fig, (ax_time, ax_memory) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
 sizes, times = latent_cost.series(cost_points, "seconds", 1000)
-line_chart(sizes, times, xlabel="input length N", ylabel="time per forward (ms)", xscale="log2", yscale="log",
+line_chart(sizes, times, xlabel="input length N", ylabel="CPU time per forward (ms)", xscale="log2", yscale="log",
            title="time: N² for self-attention, N for the latents", ax=ax_time)
 sizes, memory = latent_cost.series(cost_points, "peak_bytes", 1e-6)
 line_chart(sizes, memory, xlabel="input length N", ylabel="peak torch memory (MB)", xscale="log2", yscale="log",
@@ -483,10 +486,10 @@ plt.show()
 # %% [markdown]
 # Two things to take from the table. Mean pooling has to find a handful of markers in an average over
 # all N tokens, where filler dominates; attention can put most of its weight on the markers and
-# average *those*, which is a frequency count of the kinds. And the longer test sequences show a limit
-# of softmax attention: the weight a marker gets depends on how much filler competes with it, so the
-# share on markers shrinks as N grows, and accuracy follows it down unless the model is trained at
-# that length.
+# average *those*, which amounts to counting the kinds. And the longer test sequences show a limit of
+# softmax attention: the weight a marker gets depends on how much filler competes with it, so the
+# share of attention on the markers shrinks as N grows past the training length, and in a full run
+# the accuracy drops with it.
 #
 # ## 5. Prompts: point at something, get its mask
 #
@@ -609,8 +612,18 @@ line_chart([s.x for s in path], {"IoU with the disc": [s.iou[0] for s in path],
                                  "IoU with the square": [s.iou[1] for s in path]},
            xlabel="click position x (pixels)", ylabel="IoU", title="the mask follows the click from shape to shape")
 plt.show()
+names = [spec[0] for spec in prompting.FOLLOW_SCENE]
+on_shape = [s for s in path if s.under != "background"]
+follows = sum(max(s.iou) > 0.5 and s.iou[names.index(s.under)] == max(s.iou) for s in on_shape)
+print(f"clicks on a shape whose mask matches that shape (IoU > 0.5, best of the two): {follows} of {len(on_shape)}")
 
 # %% [markdown]
+# In a full run the mask follows the click: on a shape, it is that shape. Look also at the clicks on
+# background, where no training click ever landed: the model still answers with a whole shape, the
+# nearer one, and only near the midpoint does it hesitate. It learned "the shape closest to the
+# click", never "there is nothing here"; a real system needs training clicks on background (or a
+# score for its own confidence) to learn that.
+#
 # Now move the click yourself. The **x** and **y** sliders place it on the scene; the three pictures
 # show the predicted mask, where the mask token looked in the last token → patch attention, and where
 # the click's own token looked. Try the middle of the disc, the middle of the square, their overlap,
@@ -643,12 +656,14 @@ image_panels(panels, ["one-mask model", "two-mask model, mask 1", "two-mask mode
 plt.show()
 
 # %% [markdown]
-# A model that must write one mask for a click that means "disc" half the time and "square" the other
-# half is trained to hedge: the best it can do under a per-pixel loss is the probability that each
-# pixel belongs to the intended shape. The one-mask row shows how far it went that way (probabilities
-# in the exclusive parts below 1, the overlap near 1). The two-mask model is allowed one guess per
-# meaning; compare its "best IoU other" with the one-mask model's: that is the reason SAM writes several
-# masks per prompt (and, in the real model, also predicts a score to rank them).
+# A model that must write one mask for a click that meant "disc" in some training scenes and "square"
+# in others is trained to hedge: under a per-pixel loss, the best single answer is, for each pixel, the
+# probability that it belongs to the intended shape. The one-mask row shows that in a full run:
+# probabilities near 1 in the overlap, well below 1 in the parts that only one shape covers, and its
+# best mask matches the less favoured shape poorly. The two-mask model may make one guess per meaning,
+# and is only scored on the better one; in a full run its best mask matches the other shape much
+# better, and the figure shows its two masks splitting the two shapes between them. That is the reason
+# SAM writes several masks per prompt (the real model also predicts a quality score to rank them).
 #
 # ## 6. A map of cross-attention
 #

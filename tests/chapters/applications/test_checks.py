@@ -236,9 +236,8 @@ def test_mistakes_in_a_notebook_lose_exactly_their_cells(tmp_path):
         return index, (index % grid_width) * patch // slot_width
     """)  # the left edge instead of the centre: only the hidden unaligned slots catch it
     notebook = replace_solution(notebook, "latent_solution", """
-        from xattn_edu.chapters.applications.reference import latent_cross_attention as f
-        return f(latents, inputs, w_q, w_k, w_v, mask)
-    """)  # the reference through an alias
+        return reference.latent_cross_attention(latents, inputs, w_q, w_k, w_v, mask)
+    """)  # the reference the setup cell imported (an import of xattn_edu would also flag every later cell)
     notebook = replace_solution(notebook, "prompt_solution", """
         def attend(x, context, w_q, w_k, w_v):
             weights = torch.softmax((x @ w_q) @ (context @ w_k).transpose(1, 2) / math.sqrt(w_k.shape[-1]), dim=-1)

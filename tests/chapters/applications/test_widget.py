@@ -106,6 +106,8 @@ def test_figures_draw():
     with pytest.raises(ValueError):
         overlay.image_panels([np.zeros((4, 6, 3))], ["a", "b"], suptitle="s")
     overlay.show_patches(np.zeros((12, 36)), 4, slot=12)
+    _, lines = overlay.show_sequence(np.zeros((27, 16)), np.zeros((27, 2), dtype=int), 4, per_row=14)
+    assert len(lines) == 2
     assert len(atlas.draw_architectures()) == 3
     atlas.draw_map()
     matplotlib.pyplot.close("all")

@@ -14,8 +14,10 @@ with ``profile_memory=True`` records every allocation and release of torch's CPU
 forward pass; the peak is the largest running total of those bytes. It counts tensors (the (h, N, N)
 weights, the projections, the kernels' work buffers taken from torch) and nothing else: Python
 objects, the interpreter and memory a library takes with its own malloc are not in it. Time is the
-median wall time of ``repeats`` forward passes after one warm-up, measured without the profiler; a
-pass that takes over a second is timed once, as its own warm-up. A self-attention point whose time,
+median CPU time (``time.process_time``) of ``repeats`` forward passes after one warm-up, on one thread
+by default, measured without the profiler: on an idle machine it equals the wall time, and on a shared
+machine it does not count the time spent waiting for a core. A pass that takes over a second is timed
+once, as its own warm-up. A self-attention point whose time,
 predicted from the previous size by the N^2 law, exceeds ``max_point_seconds`` is skipped, as is a
 readable point whose weights alone would exceed ``max_scores_bytes``: both are reported as skipped.
 """
@@ -44,7 +46,7 @@ class CostConfig:
     repeats: int = 3  # timed forward passes per point after a warm-up (the median is reported)
     max_scores_bytes: float = 1.1e9  # a readable point whose (h, N, N) float32 weights exceed this is skipped
     max_point_seconds: float = 30.0  # a point whose forward is predicted to take longer is skipped
-    threads: int = 0  # torch threads in the worker; 0 = the worker's default
+    threads: int = 1  # torch threads in the worker (CPU time is summed over them); 0 = torch's default
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class CostPoint:
 
     kind: str  # one of KINDS
     n: int  # N, input length
-    seconds: float | None  # median forward time; None when skipped
+    seconds: float | None  # median CPU time of one forward pass; None when skipped
     peak_bytes: int | None  # peak bytes held by torch's CPU allocator during one forward; None when skipped
     score_bytes: int  # bytes of the attention weights this layer forms: 4 h N N or 4 h M N
     skipped: str = ""  # why the point was not measured
@@ -100,9 +102,9 @@ def _measure(kind: str, n: int, config: CostConfig, predicted_s: float) -> CostP
 
     times = []
     for _ in range(config.repeats + 1):
-        start = time.perf_counter()
+        start = time.process_time()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
         if times[0] > 1.0:  # a slow pass is its own warm-up
             break
     timed = times if len(times) == 1 else times[1:]

@@ -125,3 +125,38 @@ def show_patches(image: np.ndarray, patch: int, *, slot: int | None = None, ax=N
     ax.set_ylabel("y (pixels)", fontsize=8)
     ax.set_title(title, fontsize=9)
     return ax
+
+
+def show_sequence(patches: np.ndarray, positions: np.ndarray, patch: int, *, per_row: int = 14, title: str = ""):
+    """The N patches (N, p*p) side by side in sequence order, ``per_row`` to a line, each boxed and labelled.
+
+    Each patch is labelled with its index n and its grid (row, column).
+
+    Returns:
+        ``(figure, axes)``, one Axes per line.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    patches = np.asarray(patches, dtype=float)
+    lines = -(-len(patches) // per_row)
+    fig, axes = plt.subplots(lines, 1, figsize=(0.62 * per_row + 0.3, 1.05 * lines + 0.4), layout="constrained",
+                             squeeze=False)
+    cmap = plt.get_cmap("gray_r").with_extremes(bad="white")
+    for line, ax in enumerate(axes[:, 0]):
+        chunk = range(line * per_row, min((line + 1) * per_row, len(patches)))
+        strip = np.full((patch, per_row * (patch + 1) - 1), np.nan)
+        for slot, n in enumerate(chunk):
+            x0 = slot * (patch + 1)
+            strip[:, x0:x0 + patch] = patches[n].reshape(patch, patch)
+            ax.add_patch(Rectangle((x0 - 0.5, -0.5), patch, patch, fill=False, edgecolor="tab:blue", lw=0.8))
+        ax.imshow(strip, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([slot * (patch + 1) + (patch - 1) / 2 for slot in range(len(chunk))],
+                      labels=[f"{n}\n({positions[n][0]},{positions[n][1]})" for n in chunk], fontsize=7)
+        ax.set_yticks([])
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    axes[-1, 0].set_xlabel("sequence position n and (row, column) of the patch", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return fig, list(axes[:, 0])
