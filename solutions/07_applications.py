@@ -630,7 +630,7 @@ print(f"clicks on a shape whose mask matches that shape (IoU > 0.5, best of the 
 # the triangle, and empty background.
 
 # %%
-make_prompt_widget(seg_model, prompting.scene_from_specs(prompting.WIDGET_SCENE), x=6.0, y=6.0)
+make_prompt_widget(seg_model, prompting.scene_from_specs(prompting.WIDGET_SCENE), x=6.5, y=6.5)
 
 # %% [markdown]
 # ### An ambiguous click

@@ -50,13 +50,13 @@ def test_prompt_html_changes_with_the_click_and_not_otherwise(segmenter):
 
 
 def test_prompt_widget_has_the_x_slider_first(segmenter):
-    box = widget.make_prompt_widget(segmenter, prompting.scene_from_specs(prompting.WIDGET_SCENE), x=6.0, y=6.0)
+    box = widget.make_prompt_widget(segmenter, prompting.scene_from_specs(prompting.WIDGET_SCENE), x=6.5, y=6.5)
     x_slider, y_slider, output = box.children
     assert SLIDER_CLASS in x_slider._dom_classes and x_slider.description.startswith("x")
-    assert OUTPUT_CLASS in output._dom_classes
+    assert OUTPUT_CLASS in output._dom_classes and (x_slider.min, x_slider.max, x_slider.step) == (0.5, 23.5, 1.0)
     before = output.value
-    x_slider.value = 18.0
-    assert output.value != before and "(18.0, 6.0)" in output.value
+    x_slider.value = 18.5
+    assert output.value != before and "(18.5, 6.5)" in output.value
 
 
 def test_caption_view_points_at_a_patch_and_its_slot(caption_model):

@@ -88,8 +88,10 @@ def render_prompt_html(view: PromptView, patch: int) -> str:
 
 
 def make_prompt_widget(model: PromptableSegmenter, scenes: shapes.SceneBatch, index: int = 0,
-                       x: float = 8.0, y: float = 8.0):
+                       x: float = 8.5, y: float = 8.5):
     """An x slider (first), a y slider and the live view of :func:`render_prompt_html` for scene ``index``.
+
+    The sliders move the click from pixel centre to pixel centre (0.5, 1.5, ...) and redraw on release.
 
     Returns:
         An ``ipywidgets.VBox`` (x slider, y slider, HTML output; see ``live_html`` for the CSS classes).
@@ -97,8 +99,11 @@ def make_prompt_widget(model: PromptableSegmenter, scenes: shapes.SceneBatch, in
     import ipywidgets as widgets
 
     size = model.config.scene.size
-    x_slider = widgets.FloatSlider(value=x, min=0.5, max=size - 0.5, step=0.5, description="x (pixels)")
-    y_slider = widgets.FloatSlider(value=y, min=0.5, max=size - 0.5, step=0.5, description="y (pixels)")
+    # Each redraw runs the model; redrawing on release only keeps a drag from queueing stale redraws.
+    x_slider = widgets.FloatSlider(value=x, min=0.5, max=size - 0.5, step=1.0, description="x (pixels)",
+                                   continuous_update=False)
+    y_slider = widgets.FloatSlider(value=y, min=0.5, max=size - 0.5, step=1.0, description="y (pixels)",
+                                   continuous_update=False)
     patch = model.config.scene.patch
     return live_html([x_slider, y_slider],
                      lambda px, py: render_prompt_html(prompt_view(model, scenes, index, px, py), patch))
