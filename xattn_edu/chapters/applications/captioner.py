@@ -9,7 +9,7 @@ patch of the picture. The decoder is the translator's decoder layer
 
 :func:`evaluate` measures two things on test images written in unseen handwriting: the exact-match
 rate of greedy captions, and how often each word's cross-attention peaks on the digit it names
-(teacher-forced on the true caption, weights averaged over the heads of one layer).
+(teacher-forced on the true caption, weights averaged over the heads of each layer).
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ objects, the interpreter and memory a library takes with its own malloc are not 
 median CPU time (``time.process_time``) of ``repeats`` forward passes after one warm-up, on one thread
 by default, measured without the profiler: on an idle machine it equals the wall time, and on a shared
 machine it does not count the time spent waiting for a core. A pass that takes over a second is timed
-once, as its own warm-up. A self-attention point whose time,
-predicted from the previous size by the N^2 law, exceeds ``max_point_seconds`` is skipped, as is a
-readable point whose weights alone would exceed ``max_scores_bytes``: both are reported as skipped.
+once, as its own warm-up. A self-attention point whose time, predicted from the previous size by the
+N^2 law, exceeds ``max_point_seconds`` is skipped, as is a readable point whose weights alone would
+exceed ``max_scores_bytes``: both are reported as skipped.
 """
 
 from __future__ import annotations
