@@ -98,8 +98,8 @@ plt.show()
 # Our pictures are numbers from 0 to 999, written with handwritten digits from scikit-learn's small
 # digits collection (8 × 8 pixels each, 1,797 of them, shipped inside the library: nothing is
 # downloaded). Each number is right-aligned in three slots of 12 × 12 pixels (hundreds, tens, units),
-# and each digit sits at a random offset inside its slot. Digits written by the first writers are used
-# for training; test numbers use digits the model never saw.
+# and each digit sits at a random offset inside its slot. The first 1,300 digit images are used for
+# training; test numbers are drawn with the other 497, images the model never saw.
 #
 # A Transformer reads sequences, so the picture becomes one: cut it into 4 × 4 **patches**, read them
 # in reading order (left to right, then the next row), and flatten each patch into its 16 pixel
@@ -113,6 +113,7 @@ show_patches(examples.images[0].numpy(), layout.patch, slot=layout.slot,
 plt.show()
 print("image", tuple(examples.images.shape), "-> patch grid", layout.grid, "=", layout.grid[0] * layout.grid[1],
       "patches of", layout.patch ** 2, "pixels")
+print(f"digit images: {digits.TRAIN_IMAGES} for training, {len(digits.digit_pool()[1]) - digits.TRAIN_IMAGES} for testing")
 
 # %% [markdown]
 # A patch vector alone does not say *where* it came from: attention compares contents, and the same
@@ -202,7 +203,7 @@ plt.show()
 # tokens `three`, `hundred`, `forty`, `two`, then an end token.
 #
 # **Watch it learn.** The next cell trains the captioner on freshly drawn numbers at every step
-# (training handwriting only) and plots the loss.
+# (training digit images only) and plots the loss.
 
 # %%
 caption_model, caption_fit = captioner.train_captioner(captioner.CaptionerConfig(),
@@ -215,7 +216,7 @@ plt.show()
 print(f"{PLAN.caption_steps} steps in {caption_fit.seconds:.0f} s")
 
 # %% [markdown]
-# Now caption a test image written in unseen handwriting, and paint each word's cross-attention
+# Now caption a test image drawn with unseen digit images, and paint each word's cross-attention
 # (averaged over the heads of a layer) onto the picture, for both decoder layers. Bright patches are
 # where the decoder looked while writing that word; colours use the course's fixed 0–1 scale.
 
@@ -449,7 +450,7 @@ plt.show()
 # ### Does a bottleneck of 8 latents still solve a long-input task?
 #
 # The task: a sequence of N tokens is mostly filler; a few rare **markers** of 4 kinds are hidden in
-# it, and the label is the kind that occurs most often. Two models with the same token embeddings:
+# it, and the label is the kind that occurs most often. Two models, with token vectors of the same width:
 #
 # * **latents**: 8 latents cross-attend to the tokens (two heads), attend among themselves, and their
 #   mean is classified;

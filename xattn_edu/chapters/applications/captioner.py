@@ -7,7 +7,7 @@ decoder's cross-attention reads the patch vectors directly, so every attention w
 patch of the picture. The decoder is the translator's decoder layer
 (:class:`xattn_edu.nn.model.DecoderLayer`: causal self-attention, cross-attention, feed-forward).
 
-:func:`evaluate` measures two things on test images written in unseen handwriting: the exact-match
+:func:`evaluate` measures two things on test images drawn with unseen digit images: the exact-match
 rate of greedy captions, and how often each word's cross-attention peaks on the digit it names
 (teacher-forced on the true caption, weights averaged over the heads of each layer).
 """
@@ -119,7 +119,7 @@ def word_attention(model: PatchCaptioner, images: Tensor, words: Tensor, layer: 
 
 def train_captioner(config: CaptionerConfig, fit_config: FitConfig, batch_size: int = 64,
                     data_seed: int = 0) -> tuple[PatchCaptioner, FitResult]:
-    """A captioner trained on fresh random numbers every step (training handwriting only)."""
+    """A captioner trained on fresh random numbers every step (training digit images only)."""
     torch.manual_seed(fit_config.seed)
     model = PatchCaptioner(config)
 

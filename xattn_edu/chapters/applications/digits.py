@@ -5,9 +5,10 @@ A :class:`Layout` puts up to three digits side by side, right-aligned (hundreds,
 forty-two". Every word of a caption also names the slots it is about (:func:`gold_slots`), which is
 how the chapter scores whether attention looks at the right digit.
 
-The digits come from ``sklearn.datasets.load_digits`` (1,797 images from 43 writers, shipped inside
-the scikit-learn package: nothing is downloaded). The first :data:`TRAIN_IMAGES` images are used
-for training, the rest for testing, so test numbers are drawn with handwriting never trained on.
+The digits come from ``sklearn.datasets.load_digits`` (1,797 images, shipped inside the scikit-learn
+package: nothing is downloaded). The first :data:`TRAIN_IMAGES` images are used for training, the rest
+for testing, so test numbers are drawn with digit images never trained on (the split is by image,
+not by writer).
 """
 
 from __future__ import annotations
