@@ -598,18 +598,34 @@ def _settled_box(locator, timeout_s: float) -> dict[str, float]:
     raise HarnessError(f"the slider did not stay in place for 150 ms within {timeout_s} s (last box {previous})")
 
 
+def _visible_box(page, locator, timeout_s: float, tries: int = 5) -> dict[str, float]:
+    """The settled box of ``locator``, scrolled into the viewport again while a re-layout pushed it out.
+
+    Cells above the slider may render only once scrolled past (JupyterLab's windowed notebook), so a long
+    notebook can move the slider after the first scroll.
+    """
+    box = _settled_box(locator, timeout_s)
+    for _ in range(tries):
+        viewport = page.viewport_size
+        if viewport is None or (0 <= box["y"] and box["y"] + box["height"] <= viewport["height"]):
+            break
+        locator.scroll_into_view_if_needed(timeout=timeout_s * 1000)
+        box = _settled_box(locator, timeout_s)
+    return box
+
+
 def _drag(page, slider_index: int, handle, slider, fraction: float, timeout_s: float) -> None:
     """Press the handle, move it to ``fraction`` of the track (from min to max) and release it.
 
-    The handle is scrolled into view before each try: JupyterLab lays out cells again as figures above
-    them render, which can push a handle scrolled into view earlier out of the window.
+    The handle is brought back into view before each try (:func:`_visible_box`): JupyterLab lays out cells
+    again as figures above them render, which can push a handle scrolled into view earlier out of the window.
     """
     for _ in range(2):
-        handle.scroll_into_view_if_needed(timeout=timeout_s * 1000)
-        grip = _settled_box(handle, timeout_s)
+        grip = _visible_box(page, handle, timeout_s)
         x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
         if page.evaluate(_HITS_HANDLE_JS, [x, y, slider_index]):
             break
+        handle.scroll_into_view_if_needed(timeout=timeout_s * 1000)
     else:
         raise HarnessError(f"something covers the handle of .xattn-slider #{slider_index} at ({x:.0f}, {y:.0f})")
     track = slider.locator(".noUi-base").first.bounding_box()  # moves with the handle, which is still now

@@ -2,9 +2,10 @@
 
 * The instructor notebook of each chapter (from ``solutions/`` via jupytext) runs with no error.
 * The student release in ``course/`` runs too; its only errors may be in solution cells and graded
-  test cells (``NotImplementedError`` from the stubs, ``AssertionError`` from tests of unwritten
-  code). Any other cell (setup, demos, plots, widgets, experiments) must run clean, so a student
-  who has not finished an exercise can still read the rest of the chapter.
+  test cells (``NotImplementedError`` from the stubs; ``AssertionError``, or the checks' own ``NotDone``
+  and ``Wrong``, from tests of unwritten code). Any other cell (setup, demos, plots, widgets,
+  experiments) must run clean, so a student who has not finished an exercise can still read the rest
+  of the chapter.
 
 The fixture chapter is always included, so this machinery is tested even before chapters exist.
 """

@@ -115,10 +115,11 @@ def _shown(got: Any) -> str:
         return got.type_name
     try:
         array = np.asarray(got)
-    except ValueError:  # nested results of different shapes, e.g. (scores, {name: gradient})
+    except (ValueError, TypeError):  # nested results of different shapes, e.g. (scores, {name: gradient})
         array = None
     if array is None or array.dtype == object or array.size > 20:
-        return f"a {type(got).__name__}"
+        items = f" of {len(got)} items" if isinstance(got, tuple | list) else ""
+        return f"a {type(got).__name__}{items}"
     return np.array2string(array, precision=4)
 
 
