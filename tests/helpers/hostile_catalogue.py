@@ -334,11 +334,13 @@ for _path in pathlib.Path("..").rglob("*.ipynb"):
         _cell["outputs"] = []
     _path.write_text(json.dumps(_nb))
 """
+
 MEMORISED = """
-# No attack on the grader at all: answers memorised for the visible inputs only.
+# No attack on the grader at all: answers memorised for the visible inputs only (typed in from the
+# visible checks' messages; reading them from the grading module would be flagged instead).
 _visible = {}
-for _case in grading.EXERCISES["softmax_stability_tests"].visible():
-    _scores = _case.args[0]
+for _scores in (np.array([1000.0, 1001.0, 1002.0]), np.array([0.0, -np.inf, 1.0]),
+                np.array([[1000.0, 999.0], [-1000.0, -1001.0]])):
     _exps = np.exp(_scores - np.max(_scores, axis=-1, keepdims=True))
     _visible[_scores.tobytes()] = _exps / np.sum(_exps, axis=-1, keepdims=True)
 
@@ -414,7 +416,7 @@ CATALOGUE = [
     Case("reference_direct", _reference_direct, lost=SOFTMAX | SOFT_LOOKUP, reason="calls the reference"),
     # importing the course package is flagged: every graded cell after it scores 0
     Case("reference_alias", _reference_alias, lost=EVERYTHING, reason="calls the reference"),
-    Case("reference_importlib", _reference_importlib, lost=EQUAL_SCORES, reason="held for your instructor"),
+    Case("reference_importlib", _reference_importlib, lost=EQUAL_SCORES, reason="calls the reference"),
     Case("patched_checks", _patched_checks, lost=EVERYTHING),
     Case("patched_builtins", _patched_builtins, lost=AFTER_SOFTMAX),
     Case("fake_pass", _fake_pass, lost=EVERYTHING),

@@ -99,17 +99,18 @@ class XattnExecute(Execute):
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
         if self._stopped is not None:
             if cell.cell_type == "code":
-                reason = f"the kernel {self._stopped[1]} in notebook cell {self._stopped[0] + 1}, before this cell ran"
+                where, why = self._stopped
+                reason = f"notebook cell {where + 1} stopped the run before this cell ran: {why}"
                 cell.outputs = [error_output("NotRun", reason)]
             return cell, resources
         try:
             return super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
-            self._stopped = (index, "died")
+            self._stopped = (index, "the kernel died there")
             cell.outputs.append(error_output(
                 "KernelDied", "the kernel died while running this cell (a crash, os._exit, or the memory limit)"))
         except CellTimeoutError:
-            self._stopped = (index, "stopped responding")
+            self._stopped = (index, "it ran past the time limit and did not stop when interrupted")
             cell.outputs.append(error_output(
                 "CellTimeoutError", "this cell ran past the time limit and did not stop when interrupted"))
         return cell, resources

@@ -12,6 +12,7 @@ import atexit
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 from typing import Any
 
@@ -26,9 +27,10 @@ class Verifier:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # read back if the process dies
         self._process = subprocess.Popen(
             [sys.executable, "-m", "xattn_edu.chapters.support.verify"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
         )  # fmt: skip
         ready = self._read()
         if "ready" not in ready:
@@ -43,7 +45,11 @@ class Verifier:
     def _read(self) -> dict[str, Any]:
         line = self._process.stdout.readline()
         if not line:
-            raise UserError("the verifier stopped unexpectedly")
+            self._process.wait()
+            self._stderr.seek(0)
+            tail = self._stderr.read()[-2000:].strip()
+            raise UserError(f"the verifier stopped unexpectedly (exit code {self._process.returncode})"
+                            + (f"; it printed:\n{tail}" if tail else ""))
         return json.loads(line)
 
     def judge(self, chapter: str, seed: int, cells: dict[str, list[Any]]) -> dict[str, Any]:
@@ -61,6 +67,7 @@ class Verifier:
                 self._process.wait(5)
             except subprocess.TimeoutExpired:
                 self._process.kill()
+        self._stderr.close()
 
 
 _shared: Verifier | None = None

@@ -129,9 +129,9 @@ class PromptableSegmenter(nn.Module):
         self.hyper = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, config.pixel_dim))
 
     def encode_image(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """images (B, H, W) → (patch vectors (B, N, D), their positional vectors (N, D))."""
+        """images (B, H, W) → (patch vectors (B, N, D), their positional vectors (1, N, D))."""
         patches, _ = patchify(images, self.config.scene.patch)  # (B, N, P)
-        image_pe = self.positions(self.centres)
+        image_pe = self.positions(self.centres).unsqueeze(0)  # batch first, shared by every image
         x = self.patch_embed(patches) + image_pe
         for layer in self.encoder:
             x = layer(x, None)

@@ -15,7 +15,6 @@ when it writes a given target word.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from xattn_edu.nn.model import Seq2Seq
 
 EXAMPLE_SOURCE = "yesterday the cat saw the mouse ."
 """A test sentence of the synthetic grammar: English simple past becomes the German perfect."""
-EXAMPLE_TARGET = "gestern hat die katze die maus gesehen ."
+EXAMPLE_TARGET = "Gestern hat die Katze die Maus gesehen ."
 """Its translation: "hat" comes second (verb-second after the fronted adverb), "gesehen" goes last."""
 EXAMPLE_LINKS = ((0, 0), (1, 2), (2, 3), (3, 1), (3, 6), (4, 4), (5, 5), (6, 7))
 """Gold (source index, target index) links: "saw" becomes both "hat" (target 1) and "gesehen" (target 6)."""
@@ -96,14 +95,17 @@ def train_tiny_translator(budget: TranslatorBudget, *, seed: int = 0, progress: 
     from xattn_edu.translate import evaluate as evaluation
     from xattn_edu.translate import train as training
     from xattn_edu.translate.checkpoint import load_model
+    from xattn_edu.translate.config import get_preset
     from xattn_edu.translate.corpus import encode_source
+    from xattn_edu.translate.translator import translate_lines
 
-    cfg = dataclasses.replace(
-        training.get_preset("tiny"), n_train=budget.n_train, n_val=budget.n_val, n_test=budget.n_val,
-        d_model=budget.d_model, d_ff=2 * budget.d_model, n_heads=budget.n_heads, n_encoder_layers=budget.n_layers,
-        n_decoder_layers=budget.n_layers, lr=budget.lr, warmup=budget.warmup, max_tokens=budget.max_tokens,
-        steps=budget.steps, eval_every=0, save_every=0, val_sample=0, seed=seed,
-    )  # fmt: skip
+    cfg = get_preset("tiny").with_values({
+        "data.n_train": budget.n_train, "data.n_val": budget.n_val, "data.n_test": budget.n_val,
+        "model.d_model": budget.d_model, "model.d_ff": 2 * budget.d_model, "model.n_heads": budget.n_heads,
+        "model.n_encoder_layers": budget.n_layers, "model.n_decoder_layers": budget.n_layers,
+        "optim.lr": budget.lr, "optim.warmup": budget.warmup, "optim.max_tokens": budget.max_tokens,
+        "optim.steps": budget.steps, "eval_every": 0, "save_every": 0, "val_sample": 0, "seed": seed,
+    })  # fmt: skip
     start = time.perf_counter()
     snapshots, history = [], []
     with cpu_threads(torch.device("cpu"), threads), tempfile.TemporaryDirectory(prefix="xattn-ch3-") as out:
@@ -122,7 +124,7 @@ def train_tiny_translator(budget: TranslatorBudget, *, seed: int = 0, progress: 
                                    report.aer_best_head["aer"]),
         seconds=time.perf_counter() - start,
         encode_source=lambda text: encode_source(src_tok, text), encode_target=tgt_tok.encode,
-        bos_id=tgt_tok.bos_id, translate=lambda text: evaluation.translate_texts(loaded, [text])[0],
+        bos_id=tgt_tok.bos_id, translate=lambda text: translate_lines(loaded, [text])[0].text,
     )  # fmt: skip
 
 
