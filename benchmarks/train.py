@@ -2,6 +2,7 @@
 
     python benchmarks/train.py                      # tiny preset on this machine's CPU
     python benchmarks/train.py --preset multi30k --data-dir DIR --device cuda
+    python benchmarks/train.py --set optim.max_tokens=600 --set val_sample=500 --set stop_exact_match=0   # a variant
 
 Reports the wall time of the whole ``train`` call (corpus, tokenizers, training, periodic
 validation, checkpoints), the training-loop time alone, target tokens per second, the
@@ -22,6 +23,7 @@ import time
 
 import torch
 
+from xattn_edu.cli import _settings
 from xattn_edu.common.device import hardware_info, resolve_device
 from xattn_edu.translate.config import get_preset
 from xattn_edu.translate.evaluate import evaluate
@@ -36,9 +38,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--goal", type=float, default=95.0, help="validation exact match, percent")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a setting, typed as `xattn train --set` types it (repeatable)")
     args = parser.parse_args()
 
-    cfg = get_preset(args.preset)
+    cfg = get_preset(args.preset).with_values(_settings(args.set))
     if args.steps:
         cfg = cfg.with_values({"optim.steps": args.steps})
     if args.data_dir:
@@ -52,11 +56,13 @@ def main() -> None:
     reached = next((v for v in result.validations if v.get("exact_match", 0) >= args.goal), {})
     print(json.dumps({
         "preset": args.preset,
+        "settings": args.set,
         "date": datetime.date.today().isoformat(),
         **hardware,
-        "threads": torch.get_num_threads(),
+        "threads": result.threads or torch.get_num_threads(),  # CPU threads training chose (else torch's)
         "load_average_after": round(os.getloadavg()[0], 2),
         "steps": result.step,
+        "stopped_at_stop_exact_match": result.reached_goal,
         "train_call_seconds": wall,
         "train_call_cpu_seconds": cpu,  # all threads of this process; less sensitive to other load
         "train_loop_seconds": result.seconds,

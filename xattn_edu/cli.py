@@ -141,14 +141,24 @@ def _warn(command: str, message: str) -> None:
     print(f"xattn {command}: warning: {message}", file=sys.stderr)
 
 
+def _cpu_threads(device: str | None):
+    """On the CPU, a context using the idle cores (:func:`xattn_edu.common.device.cpu_threads`); else nothing."""
+    from contextlib import nullcontext
+
+    from xattn_edu.common.device import cpu_threads_for_this_machine, resolve_device
+
+    return cpu_threads_for_this_machine() if resolve_device(device).type == "cpu" else nullcontext()
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from xattn_edu.translate.evaluate import evaluate
 
-    report, _ = evaluate(args.dir, split=args.split, beam_size=args.beam, device=args.device,
-                         batch_size=args.batch_size, data_dir=args.data_dir, src_file=args.src, ref_file=args.ref,
-                         bleu_tokenize=args.bleu_tokenize)  # fmt: skip
+    with _cpu_threads(args.device):
+        report, _ = evaluate(args.dir, split=args.split, beam_size=args.beam, device=args.device,
+                             batch_size=args.batch_size, data_dir=args.data_dir, src_file=args.src,
+                             ref_file=args.ref, bleu_tokenize=args.bleu_tokenize)  # fmt: skip
     for warning in report.warnings:
         _warn("evaluate", warning)
     print(json.dumps(report.to_dict()) if args.json else report.table())
@@ -193,12 +203,13 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     from xattn_edu.translate.translator import translate_lines
 
     loaded = load_model(args.dir, resolve_device(args.device))
-    if args.sentences:
-        ok = _show(translate_lines(loaded, args.sentences, beam_size=args.beam), "sentence")
-    elif sys.stdin.isatty():
-        ok = _interactive(loaded, args.beam)
-    else:
-        ok = _show(translate_lines(loaded, split_lines(sys.stdin.read()), beam_size=args.beam), "line")
+    with _cpu_threads(args.device):
+        if args.sentences:
+            ok = _show(translate_lines(loaded, args.sentences, beam_size=args.beam), "sentence")
+        elif sys.stdin.isatty():
+            ok = _interactive(loaded, args.beam)
+        else:
+            ok = _show(translate_lines(loaded, split_lines(sys.stdin.read()), beam_size=args.beam), "line")
     return 0 if ok else 1
 
 

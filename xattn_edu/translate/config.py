@@ -7,7 +7,7 @@
     ├── data: DataConfig          where the sentence pairs come from, files and seeds included
     ├── tokenizer: TokenizerConfig
     ├── optim: OptimConfig        steps, batch size, learning rate and its schedule, regularisation
-    └── seed, log_every, eval_every, val_sample, save_every, bf16, compile
+    └── seed, log_every, eval_every, val_sample, stop_exact_match, save_every, bf16, compile
 
 Every setting has a dotted key (``model.pre_norm``, ``optim.lr``, ``seed``): :func:`setting_types`
 lists them with their types and :meth:`RunConfig.with_values` changes them (the ``xattn train
@@ -41,7 +41,7 @@ TEXT_FILES = ("train_src", "train_tgt", "val_src", "val_tgt")
 FILLED_AT_SETUP = ("model.src_vocab", "model.tgt_vocab", "model.pad_id")
 """Settings that come from the fitted tokenizers, never from the user."""
 
-RESUMABLE = ("optim.steps", "compile", "log_every", "eval_every", "val_sample", "save_every",
+RESUMABLE = ("optim.steps", "compile", "log_every", "eval_every", "val_sample", "stop_exact_match", "save_every",
              *(f"data.{name}" for name in (*TEXT_FILES, "data_dir")))  # fmt: skip
 """What a resumed run may change: its length, compilation, bookkeeping, and where its data files now are.
 Everything else would make the continued run differ from an uninterrupted one."""
@@ -136,6 +136,9 @@ class RunConfig:
     log_every: int = 20  # steps between progress updates (and NaN checks)
     eval_every: int = 250  # steps between validations (0 = only at the end)
     val_sample: int = 200  # validation sentences decoded greedily for exact match
+    # stop at the first validation whose exact match (percent) reaches this; 0 = run all steps
+    # (takes effect only with validations during training: eval_every > 0, val_sample > 0)
+    stop_exact_match: float = 0.0
     save_every: int = 500  # steps between checkpoints (0 = only at the end)
     bf16: bool = True  # CUDA only: autocast matrix products to bfloat16
     compile: bool = False  # CUDA only: torch.compile the model
@@ -228,6 +231,7 @@ LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
     "optim.warmup": _at_least(0), "optim.weight_decay": _at_least(0), "optim.betas": _FRACTION,
     "optim.label_smoothing": _FRACTION, "optim.clip_norm": _at_least(0),
     "log_every": _at_least(1), "eval_every": _at_least(0), "val_sample": _at_least(0), "save_every": _at_least(0),
+    "stop_exact_match": ((lambda x: 0 <= x <= 100), "in [0, 100]"),
 }  # fmt: skip
 
 
