@@ -7,7 +7,7 @@
     ├── data: DataConfig          where the sentence pairs come from, files and seeds included
     ├── tokenizer: TokenizerConfig
     ├── optim: OptimConfig        steps, batch size, learning rate and its schedule, regularisation
-    └── seed, log_every, eval_every, val_sample, save_every, bf16, compile
+    └── seed, log_every, eval_every, val_sample, save_every, time_budget, bf16, compile
 
 Every setting has a dotted key (``model.pre_norm``, ``optim.lr``, ``seed``): :func:`setting_types`
 lists them with their types and :meth:`RunConfig.with_values` changes them (the ``xattn train
@@ -41,7 +41,7 @@ TEXT_FILES = ("train_src", "train_tgt", "val_src", "val_tgt")
 FILLED_AT_SETUP = ("model.src_vocab", "model.tgt_vocab", "model.pad_id")
 """Settings that come from the fitted tokenizers, never from the user."""
 
-RESUMABLE = ("optim.steps", "compile", "log_every", "eval_every", "val_sample", "save_every",
+RESUMABLE = ("optim.steps", "compile", "log_every", "eval_every", "val_sample", "save_every", "time_budget",
              *(f"data.{name}" for name in (*TEXT_FILES, "data_dir")))  # fmt: skip
 """What a resumed run may change: its length, compilation, bookkeeping, and where its data files now are.
 Everything else would make the continued run differ from an uninterrupted one."""
@@ -137,6 +137,7 @@ class RunConfig:
     eval_every: int = 250  # steps between validations (0 = only at the end)
     val_sample: int = 200  # validation sentences decoded greedily for exact match
     save_every: int = 500  # steps between checkpoints (0 = only at the end)
+    time_budget: float = 0.0  # seconds of training loop (validation excluded) after which it stops early; 0 = none
     bf16: bool = True  # CUDA only: autocast matrix products to bfloat16
     compile: bool = False  # CUDA only: torch.compile the model
 
@@ -228,6 +229,7 @@ LIMITS: dict[str, tuple[Callable[[float], bool], str]] = {
     "optim.warmup": _at_least(0), "optim.weight_decay": _at_least(0), "optim.betas": _FRACTION,
     "optim.label_smoothing": _FRACTION, "optim.clip_norm": _at_least(0),
     "log_every": _at_least(1), "eval_every": _at_least(0), "val_sample": _at_least(0), "save_every": _at_least(0),
+    "time_budget": _at_least(0),
 }  # fmt: skip
 
 
@@ -301,6 +303,22 @@ PRESETS: dict[str, RunConfig] = {
         tokenizer=TokenizerConfig(kind="sentencepiece", vocab_size=8000),
         optim=OptimConfig(steps=400, max_tokens=25_000, lr=1e-3, warmup=60, schedule="cosine", label_smoothing=0.1),
         log_every=20, eval_every=200, val_sample=200, save_every=0, bf16=True,
+    ),
+    # Two CPU cores, Multi30k de→en read from --data-dir: aims at >= 30 tokenized BLEU on val (greedy) within
+    # 15 minutes of wall time, training and validation included (docs/benchmarks.md, "Multi30k on 2 CPU cores").
+    # Sized for the machine, not copied from the GPU preset: d=256 and 3+3 layers (about 1.5k target tokens
+    # per CPU-second), batches of 3,500 padded tokens (~150 pairs, so ~130 steps an epoch: many updates in
+    # few epochs), a high peak lr with a short warm-up and a cosine to zero at step 490 (about 3.4 epochs,
+    # ~12 minutes at 2.2k target tokens/s); time_budget stops a slower machine at 12 minutes of training.
+    # Validation decodes all 1,014 val sentences (BLEU against seconds in the run's validations).
+    "multi30k-cpu": RunConfig(
+        preset="multi30k-cpu",
+        model=model_config(d_model=256, n_heads=4, n_encoder_layers=3, n_decoder_layers=3, d_ff=1024, dropout=0.1,
+                           max_len=128),
+        data=DataConfig(source="multi30k"),
+        tokenizer=TokenizerConfig(kind="sentencepiece", vocab_size=8000),
+        optim=OptimConfig(steps=490, max_tokens=3500, lr=1.5e-3, warmup=60, schedule="cosine", label_smoothing=0.1),
+        log_every=10, eval_every=70, val_sample=1014, save_every=0, time_budget=720.0, bf16=False,
     ),
 }  # fmt: skip
 
