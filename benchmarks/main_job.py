@@ -48,6 +48,7 @@ RECIPE_BEFORE = {
     "optim.steps": 700, "optim.max_tokens": 2000, "optim.lr": 2e-3, "optim.warmup": 80, "optim.schedule": "cosine",
     "optim.weight_decay": 0.01, "optim.betas": "0.9,0.98", "optim.label_smoothing": 0.1, "optim.clip_norm": 1.0,
     "seed": 0, "log_every": 10, "eval_every": 100, "val_sample": 200, "save_every": 100, "stop_exact_match": 0.0,
+    "time_budget": 0.0,
 }  # fmt: skip
 
 # --dry-run: a corpus and a run small enough to check the script in seconds (measures nothing).

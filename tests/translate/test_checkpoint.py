@@ -16,7 +16,8 @@ from xattn_edu.translate.train import train
 MICRO = get_preset("tiny").with_values({
     "data.n_train": 200, "data.n_val": 10, "data.n_test": 10, "model.d_model": 32, "model.n_heads": 2,
     "model.n_encoder_layers": 1, "model.n_decoder_layers": 1, "model.d_ff": 64, "optim.steps": 3,
-    "optim.max_tokens": 400, "optim.warmup": 2, "log_every": 1, "eval_every": 0, "save_every": 0, "val_sample": 4,
+    "optim.max_tokens": 400, "optim.lr": 2e-3, "optim.warmup": 2, "log_every": 1, "eval_every": 0, "save_every": 0,
+    "val_sample": 4, "stop_exact_match": 0.0,
 })  # fmt: skip
 
 # MICRO as the old TrainConfig.to_dict() wrote it (fields and order of `git show 580411c:xattn_edu/translate/train.py`).

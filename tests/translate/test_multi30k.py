@@ -14,9 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.translate.multi30k_sample import shared_or_skip
 from xattn_edu.common.errors import UserError
 from xattn_edu.translate.data import multi30k
 from xattn_edu.translate.data.download import Checksum
+from xattn_edu.translate.data.parallel_text import read_lines
 
 SENTENCES = {
     "train": [("Ein Hund läuft.", "A dog runs."), ("Zwei Kinder spielen.", "Two children play."),
@@ -40,10 +42,11 @@ def remote_files() -> dict[str, bytes]:
 
 
 def table(files: dict[str, bytes]) -> dict[str, multi30k.RemoteFile]:
-    """A checksum table (SHA-256) for the tiny files, like multi30k.FILES for the real ones."""
+    """A checksum table (SHA-256, then MD5) for the tiny files, like multi30k.FILES for the real ones."""
     return {
         name: multi30k.RemoteFile(len(gzip.decompress(data).splitlines()),
-                                  Checksum("sha256", hashlib.sha256(data).hexdigest()))
+                                  (Checksum("sha256", hashlib.sha256(data).hexdigest()),
+                                   Checksum("md5", hashlib.md5(data).hexdigest())))
         for name, data in files.items()
     }  # fmt: skip
 
@@ -106,11 +109,44 @@ def server():
 def test_published_table_covers_every_file():
     names = {f"{n}.gz" for split in multi30k.SPLITS for n in multi30k.file_names(split)}
     assert set(multi30k.FILES) == names
-    assert {multi30k.FILES[f"{s}.de.gz"].lines for s in ("train", "val", "test_2016_flickr")} == {29000, 1014, 1000}
-    for remote in multi30k.FILES.values():
-        assert remote.checksum.algorithm in {"md5", "sha256"}
-        assert len(remote.checksum.hexdigest) == hashlib.new(remote.checksum.algorithm).digest_size * 2
+    assert multi30k.SPLITS == ("train", "val", "test_2016_flickr", "test_2017_flickr", "test_2017_mscoco",
+                               "test_2018_flickr")  # fmt: skip
+    lines = {s: multi30k.FILES[f"{s}.de.gz"].lines for s in multi30k.SPLITS}
+    assert lines == {"train": 29000, "val": 1014, "test_2016_flickr": 1000, "test_2017_flickr": 1000,
+                     "test_2017_mscoco": 461, "test_2018_flickr": 1071}  # fmt: skip
+    for name, remote in multi30k.FILES.items():
+        assert remote.lines == multi30k.FILES[name.replace(".de.", ".en.")].lines
+        assert remote.checksums[0].algorithm == "sha256", name  # SHA-256 first, for every file
+        for checksum in remote.checksums:
+            assert checksum.algorithm in {"md5", "sha256"}
+            assert len(checksum.hexdigest) == hashlib.new(checksum.algorithm).digest_size * 2
+    assert [n for n, r in multi30k.FILES.items() if len(r.checksums) == 2] == [
+        f"{s}.{lang}.gz" for s in ("train", "val", "test_2016_flickr") for lang in ("de", "en")]  # torchtext's MD5s
     assert multi30k.BASE_URL == "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw"
+
+
+def test_the_issue_sha256_values_are_the_table():
+    """The SHA-256 values listed in the Chapter 6 issue, typed again here so a slip in either shows."""
+    issue = {
+        "train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
+        "train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
+        "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
+        "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
+        "test_2016_flickr.de.gz": "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
+        "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
+        "test_2017_flickr.de.gz": "a2c89666db00c495cd8513b9d708d5a3acc205d7de312ef2bf5fb7ebc1540aee",
+        "test_2017_flickr.en.gz": "76a444ee25172e72695cddb13ae4a3bda59430617be88e0bb46b60504f054074",
+    }
+    assert {name: multi30k.FILES[name].checksums[0].hexdigest for name in issue} == issue
+
+
+def test_shared_raw_files_pass_every_check():
+    folder = shared_or_skip()
+    present = sorted(p.name for p in folder.glob("*.gz"))
+    assert present, folder
+    for name in present:
+        multi30k.verify(folder / name, multi30k.FILES[name])  # SHA-256 and, where known, MD5
+        assert len(read_lines(folder / name)) == multi30k.FILES[name].lines
 
 
 def test_download_then_load_from_cache(server, tmp_path):
@@ -165,7 +201,7 @@ def test_interrupted_download_keeps_the_part_and_resumes(server, tmp_path):
 
 def test_checksum_mismatch_deletes_the_partial_download(server, tmp_path):
     files = table(server.files)
-    files["val.de.gz"] = multi30k.RemoteFile(2, Checksum("sha256", "0" * 64))
+    files["val.de.gz"] = multi30k.RemoteFile(2, (Checksum("sha256", "0" * 64),))
     with pytest.raises(UserError, match=r"val\.de\.gz: sha256 is [0-9a-f]{64}, expected 0{64}"):
         multi30k.download(("val",), cache_dir=tmp_path, base_url=server.url, files=files)
     assert not (tmp_path / "val.de.gz").exists() and not (tmp_path / "val.de.gz.part").exists()
@@ -173,7 +209,7 @@ def test_checksum_mismatch_deletes_the_partial_download(server, tmp_path):
 
 def test_wrong_line_count_deletes_the_download(server, tmp_path):
     files = table(server.files)
-    files["test_2016_flickr.en.gz"] = multi30k.RemoteFile(1000, files["test_2016_flickr.en.gz"].checksum)
+    files["test_2016_flickr.en.gz"] = multi30k.RemoteFile(1000, files["test_2016_flickr.en.gz"].checksums)
     with pytest.raises(UserError, match="1 lines, expected 1000"):
         multi30k.download(("test",), cache_dir=tmp_path, base_url=server.url, files=files)
     assert not list(tmp_path.glob("test_2016_flickr.en.gz*"))
@@ -205,14 +241,17 @@ def test_offline_points_to_data_dir_when_reading_and_to_cache_dir_when_downloadi
 def test_data_dir_with_plain_and_gzip_files_needs_no_network(tmp_path):
     (tmp_path / "train.de").write_text("".join(f"{de}\n" for de, _ in SENTENCES["train"]), encoding="utf-8")
     (tmp_path / "train.en.gz").write_bytes(gz_lines([en for _, en in SENTENCES["train"]]))
-    assert multi30k.load("train", data_dir=tmp_path, base_url="http://127.0.0.1:9/none") == SENTENCES["train"]
+    files = table(remote_files())  # the tiny files' digests, as FILES has the real ones'
+    offline = "http://127.0.0.1:9/none"
+    assert multi30k.load("train", data_dir=tmp_path, base_url=offline, files=files) == SENTENCES["train"]
 
 
-def test_data_dir_errors_name_the_file(tmp_path):
+def test_data_dir_errors_name_the_file_and_the_option(tmp_path):
     with pytest.raises(UserError, match="no such folder"):
         multi30k.load("val", data_dir=tmp_path / "missing")
-    with pytest.raises(UserError, match=r"neither val\.de\.gz nor val\.de"):
+    with pytest.raises(UserError, match=r"val\.de\.gz not found \(nor val\.de\).*--data-dir") as missing:
         multi30k.load("val", data_dir=tmp_path)
+    assert "\n" not in str(missing.value)
     (tmp_path / "val.de").write_text("a\nb\n", encoding="utf-8")
     (tmp_path / "val.en").write_text("a\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"val\.de has 2 lines but .*val\.en has 1"):
@@ -220,11 +259,58 @@ def test_data_dir_errors_name_the_file(tmp_path):
     (tmp_path / "val.en").write_text("", encoding="utf-8")
     with pytest.raises(UserError, match=r"val\.en: the file is empty"):
         multi30k.load("val", data_dir=tmp_path)
-    (tmp_path / "val.en.gz").write_bytes(gz_lines(["x", "y"])[:-10])
-    with pytest.raises(UserError, match=r"val\.en\.gz: damaged or incomplete gzip"):
-        multi30k.load("val", data_dir=tmp_path)
+
+
+def test_a_gz_file_in_data_dir_is_verified_and_a_plain_one_is_read_as_it_is(tmp_path):
+    files = table(remote_files())
+    for name in ("val.de.gz", "val.en.gz"):
+        (tmp_path / name).write_bytes(remote_files()[name])
+    assert multi30k.load("val", data_dir=tmp_path, files=files) == SENTENCES["val"]
+    with pytest.raises(UserError, match=r"val\.de\.gz: sha256 is [0-9a-f]{64}, expected .*decompress it"):
+        multi30k.load("val", data_dir=tmp_path)  # the published table: these tiny files are not Multi30k
+    (tmp_path / "val.en.gz").write_bytes(gz_lines(["x", "y"])[:-10])  # damaged
+    with pytest.raises(UserError, match=r"val\.en\.gz: sha256 is"):
+        multi30k.load("val", data_dir=tmp_path, files=files)
+    (tmp_path / "val.en.gz").unlink()
+    (tmp_path / "val.en").write_text("A man cooks.\nA bird sings.\n", encoding="utf-8")  # your own copy
+    assert multi30k.load("val", data_dir=tmp_path, files=files) == SENTENCES["val"]
+
+
+def test_md5_is_a_second_check_of_the_same_bytes(tmp_path):
+    files = table(remote_files())
+    right = files["train.de.gz"]
+    files["train.de.gz"] = multi30k.RemoteFile(right.lines, (right.checksums[0], Checksum("md5", "0" * 32)))
+    for name in ("train.de.gz", "train.en.gz"):
+        (tmp_path / name).write_bytes(remote_files()[name])
+    with pytest.raises(UserError, match=r"train\.de\.gz: md5 is [0-9a-f]{32}, expected 0{32}"):
+        multi30k.load("train", data_dir=tmp_path, files=files)
+
+
+@pytest.mark.parametrize("name", ["test_2016_flickr", "test_2017_flickr", "test_2017_mscoco", "test_2018_flickr"])
+def test_every_published_test_set_is_read_by_name_from_a_folder_holding_only_it(tmp_path, name):
+    pairs = [(f"Satz {i} von {name}.", f"Sentence {i} of {name}.") for i in range(3)]
+    (tmp_path / f"{name}.de").write_text("".join(f"{de}\n" for de, _ in pairs), encoding="utf-8")
+    (tmp_path / f"{name}.en").write_text("".join(f"{en}\n" for _, en in pairs), encoding="utf-8")
+    assert multi30k.load(name, data_dir=tmp_path) == pairs
+    with pytest.raises(UserError, match=r"train\.de\.gz not found.*--data-dir"):
+        multi30k.load("train", data_dir=tmp_path)
+
+
+def test_test_means_test_2016_flickr():
+    assert multi30k.file_names("test") == multi30k.file_names("test_2016_flickr") == ("test_2016_flickr.de",
+                                                                                        "test_2016_flickr.en")
+    assert multi30k.split_names() == ("train", "val", "test", *multi30k.TEST_SETS)
+
+
+def test_a_test_set_is_downloaded_by_name_and_alone(server, tmp_path):
+    pairs = [("Ein Boot.", "A boat."), ("Zwei Hunde.", "Two dogs.")]
+    server.files["test_2017_mscoco.de.gz"] = gz_lines([de for de, _ in pairs])
+    server.files["test_2017_mscoco.en.gz"] = gz_lines([en for _, en in pairs])
+    assert multi30k.load("test_2017_mscoco", cache_dir=tmp_path, base_url=server.url,
+                         files=table(server.files)) == pairs  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test_2017_mscoco.de.gz", "test_2017_mscoco.en.gz"]
 
 
 def test_unknown_split():
-    with pytest.raises(UserError, match="unknown Multi30k split 'dev'"):
+    with pytest.raises(UserError, match="unknown Multi30k split 'dev'; choose one of train, val, test, test_2016"):
         multi30k.load("dev")

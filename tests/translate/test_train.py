@@ -122,12 +122,8 @@ def test_existing_checkpoint_is_never_overwritten_without_resume(tmp_path):
         train(MICRO, tmp_path / "empty", device="cpu", quiet=True, resume=True)
 
 
-def _write(path, lines, compress=False):
-    text = "".join(line + "\n" for line in lines)
-    if compress:
-        path.write_bytes(gzip.compress(text.encode("utf-8")))
-    else:
-        path.write_text(text, encoding="utf-8")
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
 
@@ -160,8 +156,8 @@ def test_multi30k_code_path_runs_on_cpu_with_a_tiny_override(tmp_path):
     names = {"train": ("train", 80), "val": ("val", 10), "test": ("test_2016_flickr", 10)}
     for seed, (stem, n) in enumerate(names.values()):
         pairs = generate(n, seed=10 + seed)
-        _write(tmp_path / f"{stem}.de.gz", [p.tgt_text for p in pairs], compress=True)
-        _write(tmp_path / f"{stem}.en.gz", [p.src_text for p in pairs], compress=True)
+        _write(tmp_path / f"{stem}.de", [p.tgt_text for p in pairs])  # plain: a .gz must be the published file
+        _write(tmp_path / f"{stem}.en", [p.src_text for p in pairs])
     cfg = PRESETS["multi30k"].with_values({
         "tokenizer.vocab_size": 150, "model.d_model": 32, "model.n_heads": 2, "model.d_ff": 64, "optim.steps": 2,
         "optim.max_tokens": 1000, "optim.warmup": 1, "val_sample": 4, "data.data_dir": tmp_path,

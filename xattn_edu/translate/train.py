@@ -55,7 +55,7 @@ from torch import Tensor, nn
 from xattn_edu.common.device import cpu_threads_for_this_machine, resolve_device
 from xattn_edu.common.errors import UserError
 from xattn_edu.nn.model import Seq2Seq
-from xattn_edu.translate import checkpoint
+from xattn_edu.translate import checkpoint, metrics
 from xattn_edu.translate.batching import pad_batch, shard, token_batches
 from xattn_edu.translate.config import OptimConfig, RunConfig
 from xattn_edu.translate.corpus import Corpus, EncodedPairs, build_corpus, encode_pairs
@@ -81,7 +81,7 @@ class TrainResult:
     seconds: float  # wall time of this run's training loop (validation excluded)
     target_tokens_per_second: float  # real (non-pad) target tokens trained on per second, all processes
     history: list[tuple[int, float]] = field(default_factory=list)  # (step, mean train loss per token since last)
-    # {"step", "seconds" (training loop so far), "val_loss", "exact_match" (percent)}
+    # {"step", "seconds" (training loop so far), "val_loss", "exact_match" (percent), "bleu" (tokenized, 0-100)}
     validations: list[dict[str, float]] = field(default_factory=list)
     dropped: int = 0  # training pairs left out for exceeding max_len
     reached_goal: bool = False  # stopped before optim.steps: validation exact match reached stop_exact_match
@@ -173,17 +173,25 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     ]
 
 
-def _exact_match(model: Seq2Seq, split: _Split, rows: list[int], tgt_tok: Tokenizer) -> float:
-    """Percentage of ``rows`` whose greedy translation equals the reference exactly."""
+def _greedy_scores(model: Seq2Seq, split: _Split, rows: list[int], tgt_tok: Tokenizer,
+                   language: str | None) -> dict[str, float]:  # fmt: skip
+    """Greedy translations of ``rows``: the percentage equal to the reference, and their tokenized BLEU
+    (written text against the references' decoded ids; :func:`metrics.tokenized_bleu`, tokenizer by
+    :func:`metrics.choose_bleu_tokenizer` for the target ``language``)."""
     sources = [split.src[r, : split.src_len[r]].tolist() for r in rows]
     outputs = translate_ids(model, sources, bos_id=tgt_tok.bos_id, eos_id=tgt_tok.eos_id)
     references = [split.tgt[r, 1 : split.tgt_len[r]].tolist() for r in rows]  # without bos and eos
-    return 100.0 * sum(out.tokens == ref for out, ref in zip(outputs, references, strict=True)) / max(1, len(rows))
+    same = sum(out.tokens == ref for out, ref in zip(outputs, references, strict=True))
+    written = [[tgt_tok.form.detokenize(tgt_tok.decode(ids)) for ids in side]
+               for side in ([out.tokens for out in outputs], references)]  # fmt: skip
+    bleu = metrics.tokenized_bleu(*written, metrics.choose_bleu_tokenizer(written[1], language=language).name)
+    return {"exact_match": 100.0 * same / max(1, len(rows)), "bleu": bleu.score}
 
 
 def validate(model: Seq2Seq, split: _Split, cfg: RunConfig, tgt_tok: Tokenizer,
              device: torch.device) -> dict[str, float]:  # fmt: skip
-    """Mean validation loss per target token (no label smoothing) and greedy exact match on a sample."""
+    """Mean validation loss per target token (no label smoothing); greedy exact match and tokenized BLEU
+    on the first ``cfg.val_sample`` pairs."""
     autocast = device.type == "cuda" and cfg.bf16
     was_training = model.training
     model.eval()
@@ -196,7 +204,8 @@ def validate(model: Seq2Seq, split: _Split, cfg: RunConfig, tgt_tok: Tokenizer,
             tokens += split.target_tokens(rows)
     result = {"val_loss": total / max(1, tokens)}
     if cfg.val_sample > 0:
-        result["exact_match"] = _exact_match(model, split, list(range(min(cfg.val_sample, len(split)))), tgt_tok)
+        rows = list(range(min(cfg.val_sample, len(split))))
+        result |= _greedy_scores(model, split, rows, tgt_tok, cfg.data.target_language)
     model.train(was_training)
     return result
 
@@ -484,11 +493,24 @@ def _reached_goal(s: Session, result: TrainResult) -> bool:
     return reached
 
 
+def _over_budget(s: Session, meter: _Meter) -> bool:
+    """Whether the training loop has spent the run's ``time_budget`` (by rank 0's clock, so every process
+    stops at the same step)."""
+    if not s.cfg.time_budget:
+        return False
+    spent = meter.seconds() >= s.cfg.time_budget
+    if not s.where.launched:
+        return spent
+    flag = torch.tensor(float(spent), device=s.device)
+    dist.broadcast(flag, src=0)
+    return bool(flag)
+
+
 def _loop(s: Session, end: int, meter: _Meter, progress: _Progress, result: TrainResult,
           interrupt: _StopOnInterrupt) -> None:  # fmt: skip
     """Take steps until ``end``, Ctrl-C or the exact-match goal, reporting, validating and saving on schedule."""
     cfg = s.cfg
-    while s.step < end and not interrupt.requested:
+    while s.step < end and not interrupt.requested and not _over_budget(s, meter):
         batch = s.next_batch()
         if len(batch) < s.where.world_size:
             continue  # too small to give every process a row (the same on every process)
@@ -569,6 +591,8 @@ def train(
         if interrupt.requested:
             bar.say(f"interrupted after step {s.step}; checkpoint saved, continue with --resume")
             raise KeyboardInterrupt
+        if s.step < end and not result.reached_goal:
+            bar.say(f"time budget of {s.cfg.time_budget:g} s spent at step {s.step} of {end}")
         result.step, result.model = s.step, s.model
         result.target_tokens_per_second = meter.tokens_total / max(result.seconds, 1e-9)
         if s.where.main and s.val_split is not None and not (result.validations and result.reached_goal):
@@ -621,5 +645,5 @@ class _StopOnInterrupt:
 def _describe(step: int, scores: dict[str, float]) -> str:
     text = f"step {step}: val loss {scores['val_loss']:.3f}"
     if "exact_match" in scores:
-        text += f", exact match {scores['exact_match']:.1f} %"
+        text += f", exact match {scores['exact_match']:.1f} %, BLEU {scores['bleu']:.1f}"
     return text

@@ -4,15 +4,14 @@ the tokenizer leak, low-precision traps, training with snapshots, attention maps
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.translate.multi30k_sample import copy_head
 from xattn_edu.chapters.translation import (
     attention_maps,
     data,
@@ -23,7 +22,7 @@ from xattn_edu.chapters.translation import (
     reference,
     training,
 )
-from xattn_edu.common.paths import repo_root
+from xattn_edu.common.errors import UserError
 from xattn_edu.translate.metrics import attention_aer
 
 
@@ -79,29 +78,9 @@ def test_synthetic_data_fits_tokenizers_on_training_only_and_keeps_the_test_unre
     assert len(lines) == len(target.split()) and all("<-" in line for line in lines)
 
 
-def shared_multi30k() -> Path | None:
-    """The raw Multi30k files shared with this project, where they are."""
-    candidates = [os.environ.get("XATTN_MULTI30K_DIR"), Path("/work/shared/data/multi30k")]
-    root = repo_root()
-    if root is not None:
-        candidates.append(root.parent / "shared" / "data" / "multi30k")
-    return next((Path(c) for c in candidates if c and (Path(c) / "train.de.gz").is_file()), None)
-
-
 def small_multi30k(folder: Path, lines: dict[str, int] | None = None) -> Path:
-    """A folder with the first lines of the shared Multi30k files (train, val, test_2017_flickr), gzip'd."""
-    source = shared_multi30k()
-    if source is None:
-        pytest.skip("the shared Multi30k files are not on this machine")
-    lines = lines or {"train": 300, "val": 60, "test_2017_flickr": 60}
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, count in lines.items():
-        for language in ("de", "en"):
-            with gzip.open(source / f"{name}.{language}.gz", "rt", encoding="utf-8") as f:
-                head = [next(f) for _ in range(count)]
-            with gzip.open(folder / f"{name}.{language}.gz", "wt", encoding="utf-8") as f:
-                f.writelines(head)
-    return folder
+    """A folder with the first lines of the shared Multi30k files (train, val, test_2017_flickr)."""
+    return copy_head(folder, lines or {"train": 300, "val": 60, "test_2017_flickr": 60})
 
 
 def test_multi30k_from_a_folder_trains_and_scores_its_test_set_once(tmp_path):
@@ -111,10 +90,6 @@ def test_multi30k_from_a_folder_trains_and_scores_its_test_set_once(tmp_path):
     assert (len(chapter_data.corpus.train), len(chapter_data.corpus.val)) == (300, 60)
     assert chapter_data.val_alignments is None and chapter_data.corpus.test == []
     assert chapter_data.corpus.src_tokenizer.kind == "sentencepiece"
-    assert data.multi30k_files(run, "test_2017_flickr") == (folder / "test_2017_flickr.de.gz",
-                                                            folder / "test_2017_flickr.en.gz")
-    with pytest.raises(FileNotFoundError, match="test_2016_flickr"):
-        data.multi30k_files(run, "test_2016_flickr")
     out_dir = tmp_path / "run"
     session = training.start(run, chapter_data, out_dir, device=torch.device("cpu"))
     log = training.train_with_snapshots(session, run.snapshot_every, progress=False)
@@ -124,6 +99,9 @@ def test_multi30k_from_a_folder_trains_and_scores_its_test_set_once(tmp_path):
     assert report.sentences == 60 and report.aer is None and "tok:13a" in report.sacrebleu_signature
     with pytest.raises(RuntimeError, match="once already"):
         test_split.score(1)
+    missing = data.chapter_run("multi30k", fast=True, data_dir=folder, test_set="test_2016_flickr")
+    with pytest.raises(UserError, match="test_2016_flickr.de.gz not found"):
+        evaluation.TestSplit(missing, out_dir).score(1)
 
 
 # ----------------------------------------------------------------------------- the tokenizer leak

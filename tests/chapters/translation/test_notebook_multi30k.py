@@ -28,4 +28,4 @@ def test_the_notebook_runs_on_multi30k_files(tmp_path):
     assert errors == []
     text = "\n".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert "data: multi30k" in text and "no gold alignments for this data" in text
-    assert "split:            test_2017_flickr.de.gz (80 sentences" in text.replace(str(folder) + "/", "")
+    assert "split:            test_2017_flickr (80 sentences" in text

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from xattn_edu.chapters.translation.data import ChapterRun, multi30k_files
+from xattn_edu.chapters.translation.data import ChapterRun
 from xattn_edu.nn.model import Seq2Seq
 from xattn_edu.translate.checkpoint import LoadedModel
 from xattn_edu.translate.config import RunConfig
@@ -71,9 +71,6 @@ class TestSplit:
         if self.used:
             raise RuntimeError("the test split was scored once already; choose settings on the validation split")
         self.used = True
-        if self.run.source == "synthetic":
-            report, _ = evaluate(self.out_dir, split="test", beam_size=beam_size)
-        else:
-            german, english = multi30k_files(self.run, self.run.test_set)
-            report, _ = evaluate(self.out_dir, src_file=german, ref_file=english, beam_size=beam_size)
+        split = "test" if self.run.source == "synthetic" else self.run.test_set
+        report, _ = evaluate(self.out_dir, split=split, beam_size=beam_size)
         return report
