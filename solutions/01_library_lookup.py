@@ -165,7 +165,7 @@ grading.record("relevance_batch_tests", relevance_scores)
 #   The weights are positive and sum to 1, so the output is a blend of the books' contents,
 #   dominated by the most relevant ones.
 #
-# Attention uses the soft version. Section 5 shows why; first, you need a softmax that does not break.
+# Attention uses the soft version. Section 5 shows why; first, you need a softmax that stays finite for every input, however large.
 #
 # ### The overflow trap
 #

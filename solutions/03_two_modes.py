@@ -486,8 +486,8 @@ print(f"validation: {translator.exact_match:.1f} % translated exactly, AER {tran
 print("its translation of", repr(tiny.EXAMPLE_SOURCE), "->", repr(translator.translate(tiny.EXAMPLE_SOURCE)))
 
 # %% [markdown]
-# The example sentence is *yesterday the cat saw the mouse .*, whose German is *gestern hat die katze die
-# maus gesehen .*: the English simple past becomes the German perfect, split in two. *hat* comes second (a
+# The example sentence is *yesterday the cat saw the mouse .*, whose German is *Gestern hat die Katze die
+# Maus gesehen .*: the English simple past becomes the German perfect, split in two. *hat* comes second (a
 # fronted adverb pushes the verb before the subject), so while writing *hat* the decoder has to look
 # **ahead** in the source, past *the cat*, to *saw*; *gesehen* goes last and looks **back** to *saw*, past
 # *the mouse*. Below: the loss as training goes, and the best head's cross-attention for this sentence at

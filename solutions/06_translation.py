@@ -75,10 +75,11 @@ print(f"device: {describe_device(DEVICE)}; fast mode: {FAST}")
 
 # %% [markdown]
 # **Settings.** The chapter trains on the synthetic English→German corpus by default: it needs no
-# download and trains in minutes on a CPU. On a machine with a GPU you can switch to Multi30k
-# (German→English image captions): set `DATA = "multi30k"` and point `MULTI30K_DIR` at a folder holding
-# its raw files (`train.de.gz`, `train.en.gz`, `val.*`, and the test set you name), or leave it `None`
-# to download them. Multi30k has no gold word alignments, so the alignment sections skip themselves.
+# download and trains in minutes on a CPU. You can switch to Multi30k (German→English image captions, with
+# the package's `multi30k` recipe on a GPU and its `multi30k-cpu` recipe elsewhere): set `DATA = "multi30k"`
+# and point `MULTI30K_DIR` at a folder holding its raw files (`train.de.gz`, `train.en.gz`, `val.*`, and
+# the test set you name), or leave it `None` to download them. Multi30k has no gold word alignments, so the
+# alignment sections skip themselves.
 
 # %%
 DATA = os.environ.get("XATTN_CH6_DATA", "synthetic")  # "synthetic" or "multi30k"

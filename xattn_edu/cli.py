@@ -122,6 +122,7 @@ def _cmd_grade_class(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from xattn_edu.grader.build import masters_folder
     from xattn_edu.grader.classgrade import grade_class
     from xattn_edu.grader.pool import Limits
 
@@ -129,11 +130,16 @@ def _cmd_grade_class(args: argparse.Namespace) -> int:
              "memory_mb": args.memory_mb, "max_processes": args.max_processes}
     # 0 turns a cap off (None); options not given keep the defaults of Limits
     limits = Limits(**{name: value or None for name, value in given.items() if value is not None})
-    _course_root(args)
+    root = _course_root(args)
     solutions = Path(args.solutions) if args.solutions else None
     report = grade_class(args.chapter, args.submissions, args.out, limits=limits, regrade=args.regrade,
                          progress=not args.no_progress, solutions=solutions, name_pattern=args.name_pattern)
-    print(json.dumps(report.to_dict()) if args.json else report.table())
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        settings = f"course root {root}" if root else "no course root (no nbgrader_config.py here or above)"
+        print(f"graded with the settings of {settings}, against the masters in {solutions or masters_folder()}")
+        print(report.table())
     return 0
 
 

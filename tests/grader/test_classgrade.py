@@ -306,6 +306,18 @@ def test_a_chapter_is_named_by_its_number_too_and_an_empty_class_is_an_error(tmp
     assert "no student's notebook found" in result.stderr
 
 
+@pytest.mark.slow
+def test_the_cli_table_says_which_course_root_and_masters_it_graded_with(tmp_path):
+    write_notebook(solution_notebook(CHAPTER), tmp_path / "in" / "alice" / f"{CHAPTER}.ipynb")
+    result = subprocess.run([sys.executable, "-m", "xattn_edu.cli", "grade-class", CHAPTER, str(tmp_path / "in"),
+                             "--out", str(tmp_path / "out"), "--workers", "1", "--no-progress"],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("graded with the settings of no course root") and "against the masters in" in first
+    assert "alice" in result.stdout
+
+
 def test_a_notebook_is_refused_when_the_file_is_too_big_to_be_a_notebook(tmp_path, monkeypatch):
     import xattn_edu.grader.submissions as submissions
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 COURSE_PACKAGE = "xattn_edu"
@@ -72,38 +73,38 @@ ALLOWED_GRADER_CALLS = frozenset({"check", "record"})
 """What a student cell may do with the grading module: call its visible check (or its record) again."""
 
 
-def grader_names(locked_sources: list[str]) -> set[str]:
-    """Names the course's locked cells bind to the grading machinery, e.g. ``grading`` for the chapter's checks."""
-    names = set()
-    for source in locked_sources:
+def _imports(sources: list[str]) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement of ``sources`` (cells that do not parse are skipped)."""
+    for source in sources:
         try:
             tree = ast.parse(source)
         except SyntaxError:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                for alias in node.names:
-                    if GRADER_MODULES.match(f"{node.module}.{alias.name}") or GRADER_MODULES.match(node.module):
-                        names.add(alias.asname or alias.name)
-            elif isinstance(node, ast.Import):
-                names.update(alias.asname for alias in node.names if alias.asname and GRADER_MODULES.match(alias.name))
+        yield from (node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+
+def grader_names(locked_sources: list[str]) -> set[str]:
+    """Names the course's locked cells bind to the grading machinery, e.g. ``grading`` for the chapter's checks."""
+    names = set()
+    for node in _imports(locked_sources):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                if GRADER_MODULES.match(f"{node.module}.{alias.name}") or GRADER_MODULES.match(node.module):
+                    names.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            names.update(alias.asname for alias in node.names if alias.asname and GRADER_MODULES.match(alias.name))
     return names
 
 
 def course_names(locked_sources: list[str]) -> set[str]:
     """Names the course's own (locked) cells bind by importing from the course package, e.g. ``grading``."""
     names = set()
-    for source in locked_sources:
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == COURSE_PACKAGE:
-                names.update(alias.asname or alias.name for alias in node.names)
-            elif isinstance(node, ast.Import):
-                names.update(alias.asname or alias.name.split(".")[0] for alias in node.names
-                             if alias.name.split(".")[0] == COURSE_PACKAGE)
+    for node in _imports(locked_sources):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == COURSE_PACKAGE:
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.asname or alias.name.split(".")[0] for alias in node.names
+                         if alias.name.split(".")[0] == COURSE_PACKAGE)
     return names
 
 

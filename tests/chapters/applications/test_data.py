@@ -41,7 +41,7 @@ def test_each_word_names_the_slots_of_its_digits(number, slots):
     assert digits.gold_slots(number) == slots
 
 
-def test_number_images_are_deterministic_right_aligned_and_split_by_writer():
+def test_number_images_are_deterministic_right_aligned_and_drawn_from_their_own_split():
     layout = digits.Layout()
     first = digits.make_numbers(6, split="test", seed=4, numbers=[5, 42, 342, 7, 100, 999])
     again = digits.make_numbers(6, split="test", seed=4, numbers=[5, 42, 342, 7, 100, 999])

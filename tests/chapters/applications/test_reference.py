@@ -69,6 +69,21 @@ def test_latent_cross_attention_is_one_head_cross_attention_of_the_package():
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, dtype=torch.float64))
 
 
+def test_an_example_with_no_real_input_reads_zeros_with_zero_gradients_like_the_package():
+    gen = torch.Generator().manual_seed(3)
+    latents = torch.randn(2, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    inputs = torch.randn(2, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    w_q, w_k, w_v = (torch.randn(4, 4, generator=gen, dtype=torch.float64) for _ in range(3))
+    mask = torch.tensor([[True] * 5, [False] * 5])  # the second example is all padding
+    out, weights = ref.latent_cross_attention(latents, inputs, w_q, w_k, w_v, mask)
+    assert (weights[1] == 0).all() and (out[1] == 0).all()
+    expected = one_head(w_q, w_k, w_v)(latents.expand(2, -1, -1), context=inputs, mask=mask[:, None, None, :])
+    torch.testing.assert_close(out, expected)
+    out.sum().backward()
+    assert torch.isfinite(latents.grad).all() and torch.isfinite(inputs.grad).all()
+    assert (inputs.grad[1] == 0).all()
+
+
 def test_latent_cross_attention_matches_sdpa_with_different_widths():
     gen = torch.Generator().manual_seed(1)
     latents, inputs = torch.randn(3, 5, generator=gen), torch.randn(2, 7, 4, generator=gen)

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor
 
+from xattn_edu.nn.attention import masked_softmax
+
 
 def patchify(images: Tensor, patch: int) -> tuple[Tensor, Tensor]:
     """Cut each image into non-overlapping ``patch`` x ``patch`` squares, in reading order.
@@ -54,9 +56,8 @@ def _attend(queries: Tensor, context: Tensor, w_q: Tensor, w_k: Tensor, w_v: Ten
     """Single-head cross-attention: queries (..., Tq, Dq) read context (B, Tk, Dc) → ((B, Tq, Dv), (B, Tq, Tk))."""
     q, k, v = queries @ w_q, context @ w_k, context @ w_v  # (.., Tq, Dk), (B, Tk, Dk), (B, Tk, Dv)
     scores = q @ k.transpose(-1, -2) / math.sqrt(k.shape[-1])  # (B, Tq, Tk)
-    if mask is not None:
-        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
-    weights = torch.softmax(scores, dim=-1)
+    # the package's rule: a row with no visible input gets zero weights (and zero gradients), never NaN
+    weights = torch.softmax(scores, dim=-1) if mask is None else masked_softmax(scores, mask[:, None, :])
     return weights @ v, weights
 
 
@@ -74,7 +75,8 @@ def latent_cross_attention(latents: Tensor, inputs: Tensor, w_q: Tensor, w_k: Te
         mask: optional (B, N) boolean, True = a real input the latents may attend to.
 
     Returns:
-        ``(output, weights)``: output (B, M, Dv), weights (B, M, N), each row summing to 1 over the inputs.
+        ``(output, weights)``: output (B, M, Dv), weights (B, M, N), each row summing to 1 over the inputs
+        (all 0, and a zero output, for an example whose mask hides every input).
     """
     return _attend(latents, inputs, w_q, w_k, w_v, mask)
 
