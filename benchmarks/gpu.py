@@ -56,7 +56,7 @@ from xattn_edu.common.device import hardware_info, resolve_device  # noqa: E402
 from xattn_edu.translate.checkpoint import load_model  # noqa: E402
 from xattn_edu.translate.config import get_preset  # noqa: E402
 from xattn_edu.translate.corpus import encode_source  # noqa: E402
-from xattn_edu.translate.data.parallel_text import read_parallel  # noqa: E402
+from xattn_edu.translate.data import multi30k  # noqa: E402
 from xattn_edu.translate.evaluate import evaluate  # noqa: E402
 from xattn_edu.translate.train import train  # noqa: E402
 
@@ -86,15 +86,6 @@ def dry_run_data(folder: Path) -> Path:
     return folder
 
 
-def _plain_test_files(data_dir: Path, work: Path) -> tuple[Path, Path]:
-    """The test set's German and English sides as plain files (for ``evaluate``'s --src/--ref)."""
-    sides = read_parallel(*(next(data_dir.glob(f"{TEST_SET}.{lang}*")) for lang in ("de", "en")))
-    paths = (work / f"{TEST_SET}.de", work / f"{TEST_SET}.en")
-    for path, index in zip(paths, (0, 1), strict=True):
-        path.write_text("".join(pair[index] + "\n" for pair in sides), encoding="utf-8")
-    return paths
-
-
 def stage_train(args, device: torch.device, run_dir: Path) -> dict:
     """Train the multi30k preset; speed and the validation curve."""
     values = {"data.data_dir": args.data_dir, "eval_every": 40, "val_sample": 1014, "save_every": 0,
@@ -113,23 +104,23 @@ def stage_train(args, device: torch.device, run_dir: Path) -> dict:
     }  # fmt: skip
 
 
-def stage_evaluation(args, device: torch.device, run_dir: Path, test_files: tuple[Path, Path]) -> list[dict]:
-    """Greedy and beam-4 scores on val and on the test set."""
+def stage_evaluation(args, device: torch.device, run_dir: Path) -> list[dict]:
+    """Greedy and beam-4 scores on val and on the test set (read by name from --data-dir)."""
     rows = []
     for beam in (1, 4):
-        for name, options in (("val", {"split": "val", "data_dir": args.data_dir}),
-                              (TEST_SET, {"src_file": test_files[0], "ref_file": test_files[1]})):  # fmt: skip
-            report, _ = evaluate(run_dir, beam_size=beam, device=device, **options)
+        for name in ("val", TEST_SET):
+            report, _ = evaluate(run_dir, split=name, data_dir=args.data_dir, beam_size=beam, device=device)
             keep = ("sentences", "beam_size", "bleu_tok", "sacrebleu", "chrf", "exact_match", "decode_seconds",
                     "bleu_tok_signature", "warnings")  # fmt: skip
             rows.append({"set": name, **{k: v for k, v in report.to_dict().items() if k in keep}})
     return rows
 
 
-def stage_decoding(args, device: torch.device, run_dir: Path, test_files: tuple[Path, Path]) -> dict:
+def stage_decoding(args, device: torch.device, run_dir: Path) -> dict:
     """Cached vs uncached greedy decoding of up to 1,000 test sentences (identical outputs asserted)."""
     loaded = load_model(run_dir, device)
-    sources = [encode_source(loaded.src_tokenizer, s) for s, _ in read_parallel(*test_files)][:1000]
+    pairs = multi30k.load(TEST_SET, data_dir=args.data_dir)
+    sources = [encode_source(loaded.src_tokenizer, s) for s, _ in pairs][:1000]
     rows = translate_bench.compare_decoding(loaded.model, sources, repeats=1 if args.dry_run else 3,
                                             batch_size=128, beam=1, margin=10)  # fmt: skip
     return {"sentences": len(sources), "source_tokens": sum(map(len, sources)), "results": rows}
@@ -210,13 +201,12 @@ def main() -> int:
         run_dir = work / "run"
         stages: list[tuple[str, Callable[[], object]]] = [
             ("train", lambda: stage_train(args, device, run_dir)),
-            ("evaluation", lambda: stage_evaluation(args, device, run_dir, test_files)),
-            ("decoding", lambda: stage_decoding(args, device, run_dir, test_files)),
+            ("evaluation", lambda: stage_evaluation(args, device, run_dir)),
+            ("decoding", lambda: stage_decoding(args, device, run_dir)),
             ("attention", lambda: stage_attention(args, device)),
             ("torchrun", lambda: stage_torchrun(args, device, work)),
             ("baseline", lambda: stage_baseline(args, device, run_dir)),
         ]
-        test_files = _plain_test_files(args.data_dir, work)
         failed = False
         for name, stage in stages:
             elapsed = time.perf_counter() - started
