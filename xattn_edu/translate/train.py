@@ -480,30 +480,28 @@ def _validate(s: Session, seconds: float, result: TrainResult, progress: _Progre
     progress.say(_describe(s.step, scores))
 
 
+def _rank0_says(s: Session, flag: bool) -> bool:
+    """Rank 0's ``flag``, on every process (so all of them stop at the same step)."""
+    if not s.where.launched:
+        return flag
+    shared = torch.tensor(float(flag), device=s.device)
+    dist.broadcast(shared, src=0)
+    return bool(shared)
+
+
 def _reached_goal(s: Session, result: TrainResult) -> bool:
     """Whether the validation just made reached ``stop_exact_match`` (rank 0 decides, every process learns it)."""
     goal = s.cfg.stop_exact_match
     if not goal:
         return False
-    reached = s.where.main and result.validations[-1].get("exact_match", -1.0) >= goal
-    if s.where.launched:
-        flag = torch.tensor(float(reached), device=s.device)
-        dist.broadcast(flag, src=0)
-        reached = bool(flag)
-    return reached
+    return _rank0_says(s, s.where.main and result.validations[-1].get("exact_match", -1.0) >= goal)
 
 
 def _over_budget(s: Session, meter: _Meter) -> bool:
-    """Whether the training loop has spent the run's ``time_budget`` (by rank 0's clock, so every process
-    stops at the same step)."""
+    """Whether the training loop has spent the run's ``time_budget``, by rank 0's clock."""
     if not s.cfg.time_budget:
         return False
-    spent = meter.seconds() >= s.cfg.time_budget
-    if not s.where.launched:
-        return spent
-    flag = torch.tensor(float(spent), device=s.device)
-    dist.broadcast(flag, src=0)
-    return bool(flag)
+    return _rank0_says(s, meter.seconds() >= s.cfg.time_budget)
 
 
 def _loop(s: Session, end: int, meter: _Meter, progress: _Progress, result: TrainResult,
