@@ -432,13 +432,6 @@ _EXECUTION_DONE_JS = """() => {
   return ![...prompts].some((p) => p.textContent.includes('*'));
 }"""
 
-_EXECUTED_COUNT_JS = """() => {
-  const code = window.jupyterapp.shell.currentWidget.content.widgets.filter((cell) => cell.model.type === 'code');
-  const ran = code.filter((cell) => cell.model.executionCount !== null).length;
-  const pending = code.filter((cell) => cell.model.executionCount === null
-    && cell.model.sharedModel.getSource().trim() !== '').length;
-  return [ran, pending];
-}"""
 SETTLE_S = 5.0  # how long Run All must show no progress before a run that left cells unexecuted counts as stopped
 
 _CELL_REPORT_JS = """() => {
@@ -505,16 +498,14 @@ def open_and_run(page, server: LabServer, notebook: Path | str, timeout_s: float
     # After a cell that raises (tagged raises-exception), JupyterLab sends the next cell only once the error
     # reply is in and rendered: for a while (seconds, measured) the kernel is idle and no prompt shows [*].
     # Done: every code cell ran, or nothing changed for SETTLE_S (Run All really stopped).
-    executed = None
+    previous = None
     while True:
         page.wait_for_function(_EXECUTION_DONE_JS, timeout=timeout_ms, polling=100)
-        seconds = time.perf_counter() - start
-        count, pending = page.evaluate(_EXECUTED_COUNT_JS)
-        if pending == 0 or (count == executed and page.evaluate(_EXECUTION_DONE_JS)):
-            break
-        executed = count
+        report = RunReport(seconds=time.perf_counter() - start, cells=page.evaluate(_CELL_REPORT_JS))
+        if not report.unexecuted or (report.unexecuted == previous and page.evaluate(_EXECUTION_DONE_JS)):
+            return report
+        previous = report.unexecuted
         time.sleep(SETTLE_S)
-    return RunReport(seconds=seconds, cells=page.evaluate(_CELL_REPORT_JS))
 
 
 # --- timing a slider ---------------------------------------------------------------------------
