@@ -11,7 +11,7 @@
 # ---
 
 # %% [markdown]
-# # Chapter 5 — The devil in the details
+# # Chapter 5 — Small choices, measured consequences
 #
 # You have built cross-attention, masked it, split it into heads and watched it learn. This chapter is
 # about three decisions that sit around it. Each one is easy to get wrong without noticing, because the

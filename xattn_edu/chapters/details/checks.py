@@ -1,4 +1,4 @@
-"""The graded exercises of Chapter 5, "The devil in the details", each declared once.
+"""The graded exercises of Chapter 5, "Small choices, measured consequences", each declared once.
 
 See :mod:`~xattn_edu.chapters.support.exercise` for what a declaration is. Each exercise and the
 mistakes it is built to catch:
