@@ -10,12 +10,13 @@ The class mixes perfect, partial, broken and hostile submissions (the hostile on
 * **ours**: ``grade_class`` for each worker count (``--regrade``: all from scratch), with its kernel
   server, verifier and submission scan.
 
-The script records each wall time, the median and p90 seconds per notebook, the throughput, the
+The script records each wall time, the median and p90 seconds per notebook, the three slowest, the throughput, the
 ratio of the throughputs (notebooks per minute: plain nbgrader stops the whole run at a notebook it
 cannot read, so those few are left out of its class and listed), and whether our scores are the
 catalogue's expected ones. The floor is measured separately: starting a kernel and running the
 chapter's setup cell (its imports), which every notebook pays before its own code runs when it is not
-forked from a kernel server.
+forked from a kernel server; and what a forked kernel costs instead: start to ready (with the grader's
+kernel client and with jupyter_client's) and the kill.
 
     python benchmarks/grading.py [--students 40] [--workers 1,2] [--cell-timeout 10] [--out results.json]
 
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO))  # tests.helpers: the catalogue of hostile submiss
 from tests.helpers.hostile_catalogue import CATALOGUE, CHAPTER, HONEST, Place, write_class  # noqa: E402
 from xattn_edu.common.device import hardware_info  # noqa: E402
 from xattn_edu.grader.classgrade import grade_class  # noqa: E402
+from xattn_edu.grader.kernels import ForkedKernelClient  # noqa: E402
 from xattn_edu.grader.pool import Limits  # noqa: E402
 from xattn_edu.grader.sandbox import process_limit_available  # noqa: E402
 
@@ -78,6 +80,42 @@ def kernel_floor(repeats: int) -> dict:
         imports.append(t2 - t1)
     return {"kernel_start_s": round(statistics.median(start), 2), "setup_cell_s": round(statistics.median(imports), 2),
             "repeats": repeats}
+
+
+def forked_kernel_floor(repeats: int) -> dict:
+    """Seconds to start a kernel from the kernel server until it answers, and to stop it, median of ``repeats``.
+
+    Each repeat starts two forked kernels: one handshaken by the grader's client
+    (``ForkedKernelClient``), one by jupyter_client's own ``AsyncKernelClient``, which waits a further
+    0.2 s for IOPub to fall silent.
+    """
+    import asyncio
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    from xattn_edu.grader.kernels import ForkKernelManager, KernelServer
+
+    async def one(folder: str, client_class: type) -> tuple[float, float]:
+        km = ForkKernelManager(transport="ipc", ip=os.path.join(folder, "kernel"), client_factory=client_class)
+        t0 = time.perf_counter()
+        await km.start_kernel()
+        client = km.client()
+        client.start_channels()
+        await client.wait_for_ready(timeout=60)
+        t1 = time.perf_counter()
+        client.stop_channels()
+        await km.shutdown_kernel(now=True)
+        return t1 - t0, time.perf_counter() - t1
+
+    clients = (ForkedKernelClient, AsyncKernelClient)
+    times: dict[type, list[tuple[float, float]]] = {client: [] for client in clients}
+    with KernelServer(), tempfile.TemporaryDirectory() as folder:
+        for _ in range(repeats):
+            for client in clients:
+                times[client].append(asyncio.run(one(folder, client)))
+    return {"repeats": repeats,
+            "start_to_ready_s": {c.__name__: round(statistics.median(p[0] for p in times[c]), 3) for c in clients},
+            "kill_s": round(statistics.median(p[1] for p in times[ForkedKernelClient]), 3)}
 
 
 PLAIN_CONFIG = """\
@@ -177,6 +215,7 @@ def run(students: int, workers: int, cell_timeout: int, folder: Path) -> dict:
         "wall_s": round(wall, 1),
         "per_notebook_median_s": round(statistics.median(seconds), 2),
         "per_notebook_p90_s": round(seconds[int(0.9 * (len(seconds) - 1))], 2),
+        "slowest": {g.student: g.seconds for g in sorted(report.grades, key=lambda g: -g.seconds)[:3]},
         "notebooks_per_minute": round(60 * len(cases) / wall, 1),
         "statuses": {s: sum(g.status == s for g in report.grades) for s in {g.status for g in report.grades}},
         "scores_as_expected": all(g.score == expected[g.student] for g in report.grades),
@@ -205,6 +244,7 @@ def main() -> None:
         "load_1_5_15_at_start": [round(x, 2) for x in os.getloadavg()],
         "cell_timeout_s": args.cell_timeout,
         "floor": kernel_floor(args.floor_repeats),
+        "forked_kernel": forked_kernel_floor(5 * args.floor_repeats),
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="xattn-bench-grading-") as folder:

@@ -3,10 +3,11 @@
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import pytest
 
-from xattn_edu.grader.kernels import SERVER_ENV, ForkKernelManager, KernelServer, server_running
+from xattn_edu.grader.kernels import SERVER_ENV, ForkedKernelClient, ForkKernelManager, KernelServer, server_running
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -108,3 +109,38 @@ def test_a_request_that_is_not_a_kernel_command_is_refused(server):
     conn.sendall(b'{"argv": ["sh", "-c", "touch /tmp/pwned"], "env": {}, "cwd": "/"}\n')
     assert json.loads(conn.makefile().readline()) == {"error": "not a kernel request"}
     conn.close()
+
+
+def test_a_launch_returns_with_the_sockets_bound_and_a_kill_once_the_kernel_has_exited(server, tmp_path):
+    async def scenario():
+        km = ForkKernelManager(transport="ipc", ip=str(tmp_path / "kernel"))
+        await km.start_kernel()
+        info = km.get_connection_info()
+        ports = [info[f"{name}_port"] for name in ("shell", "iopub", "stdin", "control", "hb")]
+        bound = [Path(f"{info['ip']}-{port}").exists() for port in ports]
+        printed = await run_code(km, "print(6 * 7)")
+        pid = km.provisioner.pid
+        await km.shutdown_kernel(now=True)
+        return bound, printed, pid
+
+    bound, printed, pid = asyncio.run(scenario())
+    assert bound == [True] * 5 and printed == "42\n"
+    with pytest.raises(ProcessLookupError):  # gone when the kill returns: no polling needed
+        os.kill(pid, 0)
+
+
+def test_the_handshake_with_a_dead_kernel_fails_with_jupyter_client_s_error(server):
+    async def scenario():
+        km = ForkKernelManager()
+        await km.start_kernel()
+        client = km.client()
+        assert isinstance(client, ForkedKernelClient)
+        await km.shutdown_kernel(now=True)
+        client.start_channels()
+        try:
+            await client.wait_for_ready(timeout=5)
+        finally:
+            client.stop_channels()
+
+    with pytest.raises(RuntimeError, match="died|respond"):
+        asyncio.run(scenario())

@@ -4,11 +4,12 @@
 pipeline, with two of its steps replaced or added:
 
 * :class:`XattnExecute` runs the notebook like nbgrader's ``Execute``, on Unix-socket kernels (no
-  port races between kernels started side by side), on one thread, with fast mode on for the grading kernel only,
-  the grading run's seed for the hidden cases, a kernel forked by the kernel server when the grading
-  process has one (:mod:`xattn_edu.grader.kernels`), and a kernel that dies, or a cell that ignores
-  the interrupt at its time limit, costs only the cells it reached: cells that completed keep their
-  outputs and points, the cell that was running gets the reason, the cells after it are marked as not run.
+  port races between kernels started side by side), stopped at once after the last cell, on one
+  thread, with fast mode on for the grading kernel only, the grading run's seed for the hidden cases,
+  a kernel forked by the kernel server when the grading process has one
+  (:mod:`xattn_edu.grader.kernels`), and a kernel that dies, or a cell that ignores the interrupt at
+  its time limit, costs only the cells it reached: cells that completed keep their outputs and points,
+  the cell that was running gets the reason, the cells after it are marked as not run.
 * :class:`VerifyResults` runs next. It scans the cells the student controls
   (:mod:`xattn_edu.grader.scan`) and asks the verifier (:mod:`xattn_edu.grader.verifier`, a separate
   process no submitted code runs in) to judge what each test cell recorded. A test cell whose verdict
@@ -31,7 +32,7 @@ from typing import Any
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Enum
+from traitlets import Enum, default
 
 from xattn_edu.common.protocol import FAST_ENV, FLAG_MIME, RECORD_MIME, SEED_ENV
 from xattn_edu.grader.scan import concerned_cells, scan_notebook
@@ -70,6 +71,10 @@ class XattnExecute(Execute):
             kwargs["kernel_manager_class"] = ForkKernelManager
         super().__init__(*args, **kwargs)
         self._stopped: tuple[int, str] | None = None  # (cell index, why) once the kernel can run nothing more
+
+    @default("shutdown_kernel")
+    def _shutdown_kernel_default(self) -> str:
+        return "immediate"  # a grading kernel has nothing to save once its last cell has run
 
     def create_kernel_manager(self) -> Any:
         """nbclient's kernel manager, on Unix sockets: kernels started side by side never race for a TCP port."""

@@ -7,6 +7,16 @@ uses :class:`ForkKernelManager`: jupyter_client prepares the connection file and
 usual, and :class:`ForkProvisioner` hands them to the server, which forks the kernel. The kernel is
 then driven, interrupted and killed like any other (signals go to its own process group).
 
+Three waits that jupyter_client pays on every kernel are cut here, since a grading run starts one
+kernel per notebook (``benchmarks/grading.py`` times a forked kernel's start with either client, and its kill):
+
+* the launch returns once the kernel has bound its sockets, so the client's first connection
+  succeeds instead of retrying after zmq's reconnect interval;
+* :class:`ForkedKernelClient` returns from the kernel_info handshake as soon as the kernel has
+  answered on both shell and IOPub, without jupyter_client's final 0.2 s wait for IOPub to fall silent
+  (nbclient reads only the replies to its own requests, so the messages left there are ignored);
+* a kill waits for the server's word that the kernel has exited, instead of polling every 0.1 s.
+
 Start the server in the process that grades (a class-grading worker), after its resource limits
 are set: the server and its kernels inherit them.
 """
@@ -22,18 +32,24 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from traitlets import Type
 
 from xattn_edu.common.errors import UserError
 
 SERVER_ENV = "XATTN_KERNEL_SERVER"
 """Environment variable holding the kernel server's socket path while one runs for this process."""
 START_SECONDS = 120.0
+BIND_SECONDS = 10.0
+"""How long a launch waits for a forked kernel to bind its sockets (the client's own timeouts apply after)."""
 
 
 class ForkedKernel:
@@ -63,12 +79,15 @@ class ForkedKernel:
             self._read_exit(block=False)
         return self.returncode
 
-    def wait(self, timeout: float | None = None) -> int:
-        """Block until the kernel has ended; its exit status."""
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the kernel has ended (at most ``timeout`` seconds); its exit status, None if still running."""
         if self.returncode is None:
             self.conn.settimeout(timeout)
-            self._read_exit(block=True)
-        return self.returncode if self.returncode is not None else -1
+            try:
+                self._read_exit(block=True)
+            except TimeoutError:
+                pass
+        return self.returncode
 
     def send_signal(self, signum: int) -> None:
         """Signal the kernel process."""
@@ -104,11 +123,63 @@ class ForkProvisioner(LocalProvisioner):
         self.process = ForkedKernel(conn, int(reply["pid"]))
         self.pid = self.pgid = self.process.pid  # the kernel leads its own process group
         self.cwd = cwd
+        self._wait_until_bound()
         return self.connection_info
+
+    def _wait_until_bound(self) -> None:
+        """Return once the kernel's IPC sockets exist (or it ended, or :data:`BIND_SECONDS` passed)."""
+        info = self.connection_info
+        if info.get("transport") != "ipc":
+            return
+        ports = [info[name] for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")]
+        paths = [Path(f"{info['ip']}-{port}") for port in ports]
+        deadline = time.monotonic() + BIND_SECONDS
+        while not all(path.exists() for path in paths) and self.process.poll() is None:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.002)
+
+    async def kill(self, restart: bool = False) -> None:
+        """SIGKILL the kernel's process group and wait (up to 5 s) for the server to report its exit."""
+        await super().kill(restart=restart)
+        if self.process is not None:
+            self.process.wait(5)
+
+
+class ForkedKernelClient(AsyncKernelClient):
+    """jupyter_client's async client with a shorter kernel_info handshake (see the module docstring)."""
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        """Return once the kernel has answered kernel_info on shell and sent anything on IOPub.
+
+        Raises:
+            RuntimeError: the kernel died first, or ``timeout`` seconds passed (as jupyter_client raises).
+        """
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        while True:
+            self.kernel_info()
+            reply = await self._reply_within(self.shell_channel, 1.0)
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                if await self._reply_within(self.iopub_channel, 0.2) is not None:  # IOPub is connected
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
+    @staticmethod
+    async def _reply_within(channel: Any, seconds: float) -> dict | None:
+        try:
+            return await channel.get_msg(timeout=seconds)
+        except Empty:
+            return None
 
 
 class ForkKernelManager(AsyncKernelManager):
     """An async kernel manager whose kernels come from the kernel server (see the module docstring)."""
+
+    client_factory = Type(ForkedKernelClient, klass=AsyncKernelClient, config=True)
 
     async def _async_pre_start_kernel(self, **kw: Any):
         if self.provisioner is None:

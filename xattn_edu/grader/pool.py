@@ -6,6 +6,8 @@ submission at a time; the worker gets the chapter's master once, when it starts 
 :class:`~xattn_edu.grader.worker.GradingSetup`), not once per notebook. Each notebook has a
 wall-clock limit: past it, the worker and everything it started are killed and a fresh worker takes
 the next notebook. A worker that dies (killed for memory, a crash) costs only its current notebook.
+Workers start side by side, and while one (re)starts the others go on grading: the scheduler only
+ever waits for messages, never for one worker.
 The pool reports each submission's :class:`Outcome`; what to make of it is the caller's business.
 """
 
@@ -31,6 +33,8 @@ from xattn_edu.grader.submissions import Submission
 from xattn_edu.grader.worker import GradingSetup, command
 
 _CRASHED = "the grading process died (killed for using too much memory, or a crash)"
+START_SECONDS = 120.0
+"""How long a worker may take to start (import the chapters, start its verifier and kernel server)."""
 
 
 def _cores() -> int:
@@ -70,13 +74,12 @@ class _Slot:
         self.connection: Connection | None = None
         self.scratch: Path | None = None
         self.job: Submission | None = None
-        self.started = 0.0
+        self.started = 0.0  # when the worker was launched, or when the current job was handed over
+        self.ready = False  # the worker has said it is ready for jobs
         self.in_force: dict = {}
 
-    def ensure_worker(self) -> None:
-        """Start this slot's worker process, and send it the setup, unless one is already running."""
-        if self.alive():
-            return
+    def launch(self) -> None:
+        """Start this slot's worker process and send it the setup; :meth:`take_ready` reads its answer."""
         ours, theirs = socket.socketpair()
         # the worker's (and its kernels') temporary files, removed even when the worker is killed
         self.scratch = Path(tempfile.mkdtemp(prefix="xattn-worker-"))
@@ -87,16 +90,32 @@ class _Slot:
                                             stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(self.scratch)})
         self.connection = Connection(ours.detach())
         self.cage.add(self.process.pid)
+        self.ready = False
+        self.started = time.monotonic()
         self.connection.send(self.setup)
-        if not self.connection.poll(120):
-            raise UserError("a grading worker did not start within 120 s")
-        ready = self.connection.recv()
-        self.in_force = ready["limits"]
-        self.cage.keep = set(ready["helpers"])
+
+    def starting(self) -> bool:
+        """True from :meth:`launch` until the worker has said it is ready."""
+        return self.process is not None and not self.ready
+
+    def take_ready(self) -> None:
+        """Read the worker's ready message (its limits in force and its helper processes).
+
+        Raises:
+            UserError: the worker ended before it was ready, or took longer than :data:`START_SECONDS`.
+        """
+        message = _answer(self) if self.connection.poll() else None
+        if message is None:
+            waited = time.monotonic() - self.started
+            self.stop_worker()
+            raise UserError(f"a grading worker did not start within {START_SECONDS:g} s" if waited > START_SECONDS
+                            else "a grading worker ended while starting (is the memory limit too low?)")
+        self.ready = True
+        self.in_force = message["limits"]
+        self.cage.keep = set(message["helpers"])
 
     def start(self, job: Submission) -> None:
-        """Hand one submission to the worker and start its notebook clock."""
-        self.ensure_worker()
+        """Hand one submission to the ready worker and start its notebook clock."""
         self.job = job
         self.started = time.monotonic()
         try:
@@ -137,16 +156,14 @@ class _Slot:
             self.connection.close()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
-        self.process, self.connection, self.scratch = None, None, None
+        self.process, self.connection, self.scratch, self.ready = None, None, None, False
 
     def close(self) -> None:
-        """Ask the worker to finish (5 s grace), then stop it and release its process cage."""
-        if self.connection is not None and self.alive():
-            try:
-                self.connection.send(None)
-                self.process.wait(5)
-            except (OSError, ValueError, subprocess.TimeoutExpired):
-                pass
+        """Stop the worker and release its process cage.
+
+        The worker is killed rather than asked to exit: it keeps nothing (every answer has been read),
+        and an orderly exit of a process holding torch, its verifier and its kernel server takes seconds.
+        """
         self.stop_worker()
         self.cage.close()
 
@@ -167,6 +184,14 @@ def _answer(slot: _Slot) -> dict | None:
         return slot.connection.recv()
     except (EOFError, OSError):
         return None
+
+
+def _next_deadline(starting: list[_Slot], busy: list[_Slot], limits: Limits) -> float:
+    """Seconds :func:`grade_all` may wait for a message: until the next limit runs out, and at most 1 s."""
+    now = time.monotonic()
+    left = [START_SECONDS - (now - slot.started) for slot in starting]
+    left += [limits.notebook_timeout - (now - slot.started) for slot in busy]
+    return max(0.05, min([1.0, *left]))
 
 
 def grade_all(
@@ -193,11 +218,16 @@ def grade_all(
     try:
         while pending or any(slot.job for slot in slots):
             for slot in slots:
-                if slot.job is None and pending:
+                if pending and slot.process is None:
+                    slot.launch()  # all workers start side by side; none holds up another's jobs
+                elif pending and slot.ready and slot.job is None:
                     slot.start(pending.popleft())
+            starting = [slot for slot in slots if slot.starting()]
             busy = [slot for slot in slots if slot.job is not None]
-            remaining = min(limits.notebook_timeout - (time.monotonic() - slot.started) for slot in busy)
-            ready = wait([slot.connection for slot in busy], timeout=max(0.05, min(remaining, 1.0)))
+            ready = wait([slot.connection for slot in starting + busy], timeout=_next_deadline(starting, busy, limits))
+            for slot in starting:
+                if slot.connection in ready or time.monotonic() - slot.started > START_SECONDS:
+                    slot.take_ready()
             for slot in busy:
                 if slot.connection in ready or slot.overdue() or not slot.alive():
                     job = slot.job

@@ -92,6 +92,8 @@ def course_config() -> Config:
         *_nbgrader("GetGrades"), "xattn_edu.grader.hide_hidden_tests.HideHiddenTests",
         "xattn_edu.grader.math_offline.RenderMathOffline", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     ]
+    # nbconvert's HTML exporter, with its templates compiled once per process rather than once per page.
+    c.GenerateFeedback.exporter_class = "xattn_edu.grader.html_export.FeedbackHTMLExporter"
     return c
 
 

@@ -4,6 +4,8 @@ The verifier (``python -m xattn_edu.chapters.support.verify``) imports the chapt
 declarations once, when it starts, and never runs submitted code, so one instance serves every
 notebook a grading process handles. :func:`shared_verifier` starts it on first use (before any
 submission of this process runs, when graders call :func:`start` early) and keeps it until exit.
+Starting does not wait for the imports: the first :meth:`Verifier.judge` (or :meth:`Verifier.wait_ready`)
+does, so a grader can start other things meanwhile.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ START_SECONDS = 120.0
 
 
 class Verifier:
-    """One verifier process; :meth:`judge` sends a request and waits for its answer."""
+    """One verifier process, started (not yet ready) on construction; :meth:`judge` sends a request and
+    waits for its answer."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -32,10 +35,19 @@ class Verifier:
             [sys.executable, "-m", "xattn_edu.chapters.support.verify"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
         )  # fmt: skip
-        ready = self._read()
-        if "ready" not in ready:
-            raise UserError(f"the verifier did not start: {ready.get('error', ready)}")
-        self.chapters: list[str] = ready["ready"]  # the chapters whose exercises it can judge
+        self.chapters: list[str] | None = None  # the chapters whose exercises it can judge, once ready
+
+    def wait_ready(self) -> None:
+        """Wait until the process has imported the chapters (its first line says so).
+
+        Raises:
+            UserError: it stopped, or reported an error, instead.
+        """
+        if self.chapters is None:
+            ready = self._read()
+            if "ready" not in ready:
+                raise UserError(f"the verifier did not start: {ready.get('error', ready)}")
+            self.chapters = ready["ready"]
 
     @property
     def pid(self) -> int:
@@ -55,6 +67,7 @@ class Verifier:
     def judge(self, chapter: str, seed: int, cells: dict[str, list[Any]]) -> dict[str, Any]:
         """The verifier's answer for one graded notebook (see :mod:`xattn_edu.chapters.support.verify`)."""
         with self._lock:
+            self.wait_ready()
             self._process.stdin.write(json.dumps({"chapter": chapter, "seed": seed, "cells": cells}) + "\n")
             self._process.stdin.flush()
             return self._read()

@@ -74,8 +74,9 @@ def serve(connection: Connection, memory_mb: int | None, max_processes: int | No
     limits = limit_this_process(memory_mb, max_processes)
     # Both start before the first notebook, outside its clock, and before any submitted code runs:
     # the verifier and the kernel server import the chapters' code while the files are untouched.
-    verifier.start()
+    verifier.start()  # its imports run while the kernel server does its own
     with KernelServer() as server:
+        verifier.shared_verifier().wait_ready()
         connection.send({"limits": limits, "helpers": [verifier.shared_verifier().pid, server.process.pid]})
         while True:
             try:
