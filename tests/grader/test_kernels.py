@@ -144,3 +144,25 @@ def test_the_handshake_with_a_dead_kernel_fails_with_jupyter_client_s_error(serv
 
     with pytest.raises(RuntimeError, match="died|respond"):
         asyncio.run(scenario())
+
+
+def test_the_server_forks_a_verifier_that_judges_like_the_verifier_process(server):
+    from xattn_edu.grader.verifier import Verifier
+
+    forked, spawned = Verifier(str(server.path)), Verifier()
+    try:
+        for judge in (forked, spawned):
+            judge.wait_ready()
+        assert "01_library_lookup" in forked.chapters and forked.chapters == spawned.chapters
+        parent = int(Path(f"/proc/{forked.pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert parent == server.process.pid
+        request = ("01_library_lookup", 5, {"relevance_tests": []})
+        assert forked.judge(*request) == spawned.judge(*request)
+        assert forked.judge(*request)["verdicts"]["relevance_tests"]["ok"] is False
+    finally:
+        forked.close()
+        spawned.close()
+    with pytest.raises(ProcessLookupError):  # its input closed: it exits (and the server reaps it)
+        for _ in range(50):
+            os.kill(forked.pid, 0)
+            time.sleep(0.1)

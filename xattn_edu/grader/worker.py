@@ -9,9 +9,9 @@ with a plain dict (:func:`grade_bytes`). The worker never writes the class resul
 The parent starts it in a new session (no terminal; Ctrl-C in the grader's terminal does not reach
 it) with stdin, stdout and stderr on ``/dev/null``: kernels inherit those, so a notebook that writes
 there cannot spoil the grader's output. The worker then applies the resource limits of
-:mod:`xattn_edu.grader.sandbox`, and starts its verifier (:mod:`xattn_edu.grader.verifier`) and its
-kernel server (:mod:`xattn_edu.grader.kernels`): every kernel is forked from that server, with the
-heavy imports done, and inherits the limits.
+:mod:`xattn_edu.grader.sandbox`, and starts its kernel server (:mod:`xattn_edu.grader.kernels`), which
+imports the chapters once and forks the worker's verifier (:mod:`xattn_edu.grader.verifier`) and every
+kernel, with the heavy imports done; all of them inherit the limits.
 """
 
 from __future__ import annotations
@@ -72,12 +72,12 @@ def serve(connection: Connection, memory_mb: int | None, max_processes: int | No
     except EOFError:
         return
     limits = limit_this_process(memory_mb, max_processes)
-    # Both start before the first notebook, outside its clock, and before any submitted code runs:
-    # the verifier and the kernel server import the chapters' code while the files are untouched.
-    verifier.start()  # its imports run while the kernel server does its own
+    # Both start before the first notebook, outside its clock, and before any submitted code runs: the
+    # kernel server imports the chapters' code (for itself, the verifier and the kernels) while the files are untouched.
     with KernelServer() as server:
-        verifier.shared_verifier().wait_ready()
-        connection.send({"limits": limits, "helpers": [verifier.shared_verifier().pid, server.process.pid]})
+        judge = verifier.start(str(server.path))  # forked by the server: the chapters are imported once
+        judge.wait_ready()
+        connection.send({"limits": limits, "helpers": [judge.pid, server.process.pid]})
         while True:
             try:
                 content = connection.recv()

@@ -11,6 +11,9 @@ The server itself never runs notebook code, so every kernel starts from the same
 nothing one submission does in its kernel (patched modules, globals, threads) reaches another:
 each is a separate copy-on-write process. Files on disk are shared, as with ordinary kernels.
 
+A request ``{"verifier": true}`` forks the grader's verifier instead (:mod:`xattn_edu.chapters.support.verify`,
+which needs the same chapter imports): it then speaks the verifier's JSON lines over that connection.
+
 Run by the grader (``xattn_edu.grader.kernels``): ``python -m xattn_edu.chapters.support.kernel_server SOCKET``.
 It prints ``ready`` once everything is imported.
 """
@@ -73,6 +76,19 @@ def _become_kernel(request: dict, open_sockets: list[socket.socket]) -> None:
         os._exit(0)
 
 
+def _become_verifier(conn: socket.socket, open_sockets: list[socket.socket]) -> None:
+    """In the forked child: serve the verifier's requests on ``conn`` until it closes; never returns."""
+    try:
+        for sock in open_sockets:
+            sock.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        from xattn_edu.chapters.support.verify import serve as serve_verifier
+
+        serve_verifier(conn.makefile("r", encoding="utf-8"), conn.makefile("w", encoding="utf-8"))
+    finally:
+        os._exit(0)
+
+
 def _send(conn: socket.socket, message: dict) -> None:
     try:
         conn.sendall((json.dumps(message) + "\n").encode())
@@ -91,6 +107,8 @@ def _read_request(conn: socket.socket) -> dict | None:
         request = json.loads(data)
     except json.JSONDecodeError:
         return None
+    if request == {"verifier": True}:
+        return request
     ok = isinstance(request, dict) and isinstance(request.get("argv"), list) and "ipykernel_launcher" in request["argv"]
     return request if ok and isinstance(request.get("env"), dict) and isinstance(request.get("cwd"), str) else None
 
@@ -128,6 +146,10 @@ def serve(path: str) -> None:
             if request is None:
                 _send(conn, {"error": "not a kernel request"})
                 conn.close()
+            elif "verifier" in request:
+                if os.fork() == 0:
+                    _become_verifier(conn, [listener, *waiting.values()])
+                conn.close()  # the verifier's own now; it says its pid when ready
             else:
                 pid = os.fork()
                 if pid == 0:

@@ -1,9 +1,10 @@
 """The verifier: judges what a graded notebook's test cells recorded, in a process no submitted code runs in.
 
 The grader starts it as ``python -m xattn_edu.chapters.support.verify`` and talks to it over its
-standard input and output, one JSON object per line each way. At start it imports every chapter's
-exercise declarations (so a submission that later rewrites the package's files on disk cannot change
-what it judges with), then answers each request:
+standard input and output, or (class grading) has the kernel server fork it with the chapters already
+imported and talks to it over that socket; one JSON object per line each way. At start it imports every
+chapter's exercise declarations (so a submission that later rewrites the package's files on disk cannot
+change what it judges with), says ``{"ready": [chapters], "pid": its process id}``, then answers each request:
 
 request  ``{"chapter": "01_library_lookup", "seed": 123, "cells": {"<grade_id>": [<record>, ...]}}``:
          the records (:data:`~xattn_edu.common.protocol.RECORD_MIME` outputs) found in each graded cell;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import sys
 from typing import Any, TextIO
@@ -90,7 +92,7 @@ def answer(request: dict, chapters: dict[str, Exercises]) -> dict:
 def serve(requests: TextIO, answers: TextIO) -> None:
     """Answer request lines until the input closes."""
     chapters = declared_chapters()
-    answers.write(json.dumps({"ready": sorted(chapters)}) + "\n")
+    answers.write(json.dumps({"ready": sorted(chapters), "pid": os.getpid()}) + "\n")
     answers.flush()
     for line in requests:
         try:
