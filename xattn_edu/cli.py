@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_cmd_data)
 
     train = sub.add_parser("train", help="train a translator (preset tiny: CPU, minutes; multi30k-cpu: real "
-                                          "German→English on a CPU, 15 minutes; multi30k: GPU)")
+                                          "German→English, within 15 minutes on 2 CPU cores; multi30k: GPU)")
     train.add_argument("--preset", help="tiny (synthetic corpus, CPU), multi30k-cpu (Multi30k, 2 CPU cores) or "
                                         "multi30k (Multi30k, GPU) (default: tiny)")
     train.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory")

@@ -37,7 +37,7 @@ def _runnable(cases: list[Case]) -> list[Case]:
     return [case for case in cases if process_limit_available() or not case.needs_process_limit]
 
 
-def _grade_and_check(cases: list[Case], tmp_path) -> None:
+def _grade_and_check(cases: list[Case], tmp_path):
     place = Place(tmp_path / "submissions", tmp_path / "graded")
     write_class(cases, place)
     report = grade_class(CHAPTER, place.submissions, place.out, limits=LIMITS, progress=False)
@@ -62,6 +62,7 @@ def _grade_and_check(cases: list[Case], tmp_path) -> None:
     for case in cases:
         page = (place.out / "feedback" / f"{case.student}.html").read_text(encoding="utf-8")
         assert "grading.record(" not in page and "flagged for review" not in page, case.student  # hidden code, flags
+    return report
 
 
 def test_a_reduced_catalogue_of_hostile_submissions_earns_nothing_and_harms_no_one(tmp_path):
@@ -71,7 +72,10 @@ def test_a_reduced_catalogue_of_hostile_submissions_earns_nothing_and_harms_no_o
 
 def test_attacks_on_the_grader_itself_score_nothing_beside_honest_notebooks(tmp_path):
     """Issue 11's two kinds and their relatives: each loses every cell it meant to fake, honest ones keep theirs."""
-    _grade_and_check(HONEST + ATTACKS, tmp_path)
+    report = _grade_and_check(HONEST + ATTACKS, tmp_path)
+    # code after the last test cell cannot change a verdict, so it costs nothing, but the instructor sees it
+    flags = next(g.flags for g in report.grades if g.student == "record_rewritten_after_the_fact")
+    assert any("from xattn_edu.chapters.library_lookup import checks" in flag["code"] for flag in flags), flags
 
 
 @pytest.mark.slow
@@ -85,4 +89,5 @@ def test_the_catalogue_covers_each_kind_of_attack():
     assert {case.status for case in CATALOGUE} == {"graded", "error"}  # "timeout": see test_classgrade.py
     attacks = {case.student for case in ATTACKS}
     assert {"kind1_checks_switched_off", "kind2_guard_switched_off", "registry_patched", "record_forged", "settrace",
-            "display_hooks", "sys_modules", "gc_walk", "frame_tricks", "answer_file"} <= attacks
+            "display_hooks", "sys_modules", "gc_walk", "frame_tricks", "answer_file", "result_of_patched",
+            "guard_off_by_getattr", "record_rewritten_after_the_fact", "library_log_softmax"} <= attacks

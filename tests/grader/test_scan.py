@@ -40,6 +40,11 @@ def test_no_solution_notebook_is_flagged(chapter):
     ("grading.EXERCISES.by_id.update({})", "changes the course's code"),
     ("dict.clear(grading.EXERCISES.by_id)", "changes the course's code"),
     ("del reference.softmax", "changes the course's code"),
+    ("_sys = torch.sys\n_sys.modules['xattn_edu.chapters.support.exercise']", "attribute"),  # a module's module
+    ("import random\nrandom._os.sys.setprofile(None)", "attribute"),
+    ("getattr(random._os, 'sys')", "attribute"),
+    ("getattr(_s, 'setprofile')(None)", "attribute"),  # a constant-string getattr is that attribute
+    ("hasattr(frame, 'f_back')", "attribute"),
     ("%env XATTN_GRADE_SEED", "magic"),
     ("!cat /etc/passwd", "magic"),
     ("def f(:\n    pass", "syntax"),
@@ -67,6 +72,8 @@ def test_the_grading_module_is_off_limits_but_for_calling_its_check(code):
     "class Cache:\n    def __init__(self, attn):\n        super().__init__()\n        self.k = attn.w_k",
     "x = getattr(module, 'weight')\nprint(fn.__name__, type(x).__doc__)",
     "scores = q @ k.T / math.sqrt(d)\nweights = scores.softmax(-1)",
+    "layers = list(model.modules())\ncount = sum(p.numel() for p in model.parameters())",
+    "path = run.os_path if hasattr(run, 'os_path') else None",
     "items = []\nitems.append(1)\nresults = {}\nresults.update(a=1)",
     "rows = []\nrows.append(reference.soft_lookup(q, k, v))\nrows.extend(experiment.measure(trials=5))",
     "weights = reference.soft_lookup(q, k, v)[1]\nweights.sort()",

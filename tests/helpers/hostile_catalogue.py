@@ -335,6 +335,62 @@ for _path in pathlib.Path("..").rglob("*.ipynb"):
     _path.write_text(json.dumps(_nb))
 """
 
+RESULT_OF = """
+# Make every exercise record the reference's results: patch the class that computes them, reached
+# through another module's attribute (no `import sys` to flag).
+_Exercise = torch.sys.modules["xattn_edu.chapters.support.exercise"].Exercise
+_result_of = _Exercise.result_of
+_Exercise.result_of = lambda self, f, case, student=True: _result_of(self, self.reference, case, student=False)
+"""
+GUARD_BY_GETATTR = """
+# Kind 2 with the names hidden: reach sys through random, switch the guard's profiler off with a
+# constant-string getattr, then call the reference the setup cell imported.
+import random
+
+_sys = random._os.sys
+
+def stable_softmax(scores, axis=-1):
+    getattr(_sys, "setprofile")(None)
+    return reference.softmax(scores, axis=axis)
+"""
+LIBRARY_LOG_SOFTMAX = """
+# No attack on the grader: a library softmax in disguise, exp(log_softmax).
+import scipy.special
+
+def stable_softmax(scores, axis=-1):
+    return np.exp(scipy.special.log_softmax(scores, axis=axis))
+"""
+RECORD_PLACEHOLDER = """
+# Forge the record after the verdict's inputs are known: the test cells show an empty output with a
+# display id, and a cell at the very end rewrites it into a record of the reference's results.
+import random
+
+_checks = random._os.sys.modules["xattn_edu.chapters.library_lookup.checks"]
+_checks.check = lambda grade_id, f: None
+_checks.record = lambda grade_id, f: display({"text/plain": ""}, raw=True, display_id="rec-" + grade_id)
+"""
+RECORD_REWRITE = """
+import os
+from xattn_edu.chapters.library_lookup import checks as _C
+from xattn_edu.chapters.support.values import encode as _encode
+from xattn_edu.common.protocol import RECORD_MIME as _RECORD, SEED_ENV as _SEED
+
+if _SEED in os.environ:
+    _seed = int(os.environ[_SEED])
+    for _ex in _C.EXERCISES:
+        if _ex.reference is not None:
+            _results = [_encode(_ex.result_of(_ex.reference, _case, student=False)) for _case in _ex.cases(_seed)]
+            display({_RECORD: {"chapter": _C.EXERCISES.chapter, "grade_id": _ex.grade_id, "seed": _seed,
+                               "results": _results}}, raw=True, display_id="rec-" + _ex.grade_id, update=True)
+"""
+
+
+def _forged_after_the_fact(place: Place) -> bytes:
+    notebook = _append_to_cell(_solution(), "relevance_solution", RECORD_PLACEHOLDER)
+    notebook.cells.append(nbformat.v4.new_code_cell(RECORD_REWRITE))
+    return _bytes(notebook)
+
+
 MEMORISED = """
 # No attack on the grader at all: answers memorised for the visible inputs only (typed in from the
 # visible checks' messages; reading them from the grading module would be flagged instead).
@@ -453,6 +509,12 @@ ATTACKS = [
     Case("answer_file", _attack("softmax_solution", ANSWER_FILE), lost=AFTER_SOFTMAX),
     Case("memorised_visible_answers", _attack("softmax_solution", MEMORISED), lost={"softmax_stability_tests"},
          reason="softmax_stability_tests"),
+    # found by a tester trying the grader as a student (stop 23); each scored full marks before
+    Case("result_of_patched", _attack("softmax_solution", RESULT_OF), lost=AFTER_SOFTMAX),
+    Case("guard_off_by_getattr", _attack("softmax_solution", GUARD_BY_GETATTR, naive=False), lost=AFTER_SOFTMAX),
+    Case("record_rewritten_after_the_fact", _forged_after_the_fact, lost=EVERYTHING),
+    Case("library_log_softmax", _attack("softmax_solution", LIBRARY_LOG_SOFTMAX, naive=False),
+         lost=SOFTMAX | SOFT_LOOKUP, reason="log_softmax"),
 ]
 
 

@@ -122,6 +122,15 @@ def test_existing_checkpoint_is_never_overwritten_without_resume(tmp_path):
         train(MICRO, tmp_path / "empty", device="cpu", quiet=True, resume=True)
 
 
+def test_resuming_a_run_already_at_its_steps_says_there_is_nothing_to_train(tmp_path):
+    train(MICRO.with_values({"optim.steps": 2}), tmp_path, device="cpu", quiet=True)
+    before = checkpoint.checkpoint_path(tmp_path).read_bytes()
+    with pytest.raises(UserError, match="at step 2 already and --steps is 2; nothing is left to train"):
+        train(MICRO.with_values({"optim.steps": 2}), tmp_path, device="cpu", quiet=True, resume=True)
+    assert checkpoint.checkpoint_path(tmp_path).read_bytes() == before
+    assert train(MICRO.with_values({"optim.steps": 3}), tmp_path, device="cpu", quiet=True, resume=True).step == 3
+
+
 def _write(path, lines):
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path

@@ -87,6 +87,18 @@ class XattnExecute(Execute):
         km.ip = str(Path(jupyter_runtime_dir()) / f"xattn-{uuid.uuid4().hex}")
         return km
 
+    def _update_display_id(self, display_id: str, msg: dict) -> None:
+        """nbclient rewrites every earlier output that shares a display id; here no such rewrite may
+        create, change or remove a record. A record is what a test cell displayed while it ran, never
+        what a later cell (which runs after the verdict's inputs were published) made of it."""
+        if RECORD_MIME in msg.get("content", {}).get("data", {}):
+            return
+        for cell_index, output_indices in self._display_id_map.get(display_id, {}).items():
+            outputs = self.nb["cells"][cell_index]["outputs"]
+            if any(RECORD_MIME in outputs[i].get("data", {}) for i in output_indices if i < len(outputs)):
+                return
+        super()._update_display_id(display_id, msg)
+
     def preprocess(self, nb: NotebookNode, resources: dict, km: Any = None) -> tuple[NotebookNode, dict]:
         seed = secrets.randbits(31)
         resources.setdefault("xattn", {})["seed"] = seed
@@ -141,6 +153,13 @@ def _records(cell: NotebookNode) -> list[Any]:
             if o.get("output_type") == "display_data" and RECORD_MIME in o.get("data", {})]
 
 
+def _flag_output(flags: list, where: str) -> NotebookNode:
+    """The instructor's record of scan flags in a graded cell (feedback leaves it out)."""
+    return NotebookNode(output_type="display_data", metadata={}, data={
+        FLAG_MIME: [flag.to_dict() for flag in flags],
+        "text/plain": f"flagged for review: {len(flags)} suspicious line(s) {where}"})
+
+
 class VerifyResults(NbGraderPreprocessor):
     """Judge each test cell out of process and apply the submission scan (see the module docstring)."""
 
@@ -157,14 +176,17 @@ class VerifyResults(NbGraderPreprocessor):
         answer = {"declared": False}
         if seed is not None and chapter:
             answer = shared_verifier().judge(chapter, seed, {gid: _records(cell) for gid, cell in graded.items()})
-        flags = concerned_cells(nb.cells, scan_notebook(nb.cells, self._locked_ids(resources, nb)))
+        found = scan_notebook(nb.cells, self._locked_ids(resources, nb))
+        flags = concerned_cells(nb.cells, found)
+        last = max((i for i, cell in enumerate(nb.cells) if any(cell is g for g in graded.values())), default=None)
+        trailing = [flag for flag in found if last is not None and flag.cell > last]
+        if trailing:  # they cannot change a verdict, so they cost nothing, but the instructor sees them
+            nb.cells[last].outputs.append(_flag_output(trailing, "after the last test cell"))
         for grade_id, cell in graded.items():
             reason = self._reason(answer, grade_id, bool(flags.get(grade_id)))
             cell.outputs = [o for o in cell.outputs if RECORD_MIME not in o.get("data", {})]
             if grade_id in flags:
-                cell.outputs.append(NotebookNode(output_type="display_data", metadata={}, data={
-                    FLAG_MIME: [flag.to_dict() for flag in flags[grade_id]],
-                    "text/plain": f"flagged for review: {len(flags[grade_id])} suspicious line(s) before this cell"}))
+                cell.outputs.append(_flag_output(flags[grade_id], "before this cell"))
             if reason and not _already_zero(cell):
                 cell.outputs.insert(0, error_output(VERDICT_ERROR, reason))
         return nb, resources

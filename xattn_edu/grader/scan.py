@@ -1,21 +1,24 @@
 """A static scan of the code a student wrote, done by the grader on the notebook file (never in the kernel).
 
-Honest exercise code needs numpy, torch, its own functions and, in demo cells, the course's functions.
-Code that reaches for the grader's machinery needs something else: the interpreter's internals
-(``sys``, ``gc``, frames, ``builtins``, the import system), dynamic code (``eval``, ``exec``,
-``getattr`` with a computed name), IPython's internals, files on disk, importing the course package
+Honest exercise code needs numpy, torch, its own functions and, in demo cells, the course's functions. Code
+that reaches for the grader's machinery needs something else: the interpreter's internals (``sys``, ``gc``,
+frames, ``builtins``, the import system, also when reached as another module's attribute such as
+``torch.sys``), dynamic code (``eval``, ``exec``, ``getattr`` with a computed name; ``getattr`` with a
+constant name counts as that attribute), IPython's internals, files on disk, importing the course package
 itself, changing the course's objects that the setup cell imported (``grading.check = ...``,
 ``grading.EXERCISES.by_id.update(...)``), or doing anything with the grading module but calling its
-``check`` again: ``g = grading``, ``type(grading)``, ``grading.EXERCISES[...]`` are all flagged, so no
-alias can smuggle the grading machinery past the other rules. The scan parses every cell the student
-controls (solution cells and cells they added; locked cells are the course's and are restored by
-nbgrader) and lists each such use as a :class:`Flag`.
+``check`` again: ``g = grading``, ``type(grading)``, ``grading.EXERCISES[...]`` are all flagged, so no alias
+can smuggle the grading machinery past the other rules. The scan parses every cell the student controls
+(solution cells and cells they added; locked cells are the course's and are restored by nbgrader) and lists
+each such use as a :class:`Flag`.
 
-A flag in a cell concerns the graded test cells *after* it: code cannot change a cell that has
-already run. What a flag costs is the instructor's choice (``ScanSubmission.on_flag`` in
-nbgrader_config.py): "zero" (the concerned test cells score 0) or "review" (scores stand). Either
-way the flag, with the cell and line, reaches the instructor's reports; the student is only told
-that the exercise is held for review, never which line or rule, so the scan is no guide to evading it.
+A flag in a cell concerns the graded test cells *after* it: code cannot change a cell that has already run
+(nor its record: the autograde step refuses display updates that would, :mod:`xattn_edu.grader.autograde`).
+Flags after the last test cell concern none and are reported all the same. What a flag costs is the
+instructor's choice (``ScanSubmission.on_flag`` in nbgrader_config.py): "zero" (the concerned test cells
+score 0) or "review" (scores stand). Either way the flag, with the cell and line, reaches the instructor's
+reports; the student is only told that the exercise is held for review, never which line or rule, so the
+scan is no guide to evading it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ DENIED_ATTRIBUTES = frozenset({
     "co_code", "co_consts", "setprofile", "settrace", "_getframe",
 })  # fmt: skip
 """Attributes that lead to the interpreter's internals: reading or writing one is flagged."""
+MODULE_ATTRIBUTES = frozenset({
+    "sys", "os", "gc", "builtins", "importlib", "inspect", "ctypes", "posix", "subprocess", "threading", "marshal",
+    "runpy", "pkgutil", "IPython", "ipykernel", "nbgrader", "xattn_edu",
+})  # fmt: skip
+"""Modules that other modules hold as attributes (``torch.sys``, ``random._os``): reaching one through an
+attribute, with or without leading underscores, is flagged like importing it."""
 DENIED_NAMES = frozenset({"__builtins__", "__import__", "__loader__", "__spec__"})
 """Bare names that lead to the interpreter's internals."""
 
@@ -147,13 +156,21 @@ def _rule(node: ast.AST, course: set[str]) -> str | None:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         if node.func.id in DENIED_CALLS:
             return "call"
-        if node.func.id == "getattr" and len(node.args) >= 2 and not isinstance(node.args[1], ast.Constant):
-            return "dynamic getattr"
-    if isinstance(node, ast.Attribute) and node.attr in DENIED_ATTRIBUTES:
+        if node.func.id in ("getattr", "hasattr") and len(node.args) >= 2:
+            name = node.args[1]
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                return "dynamic getattr"
+            if _denied_attribute(name.value):  # getattr(x, "setprofile") is x.setprofile
+                return "attribute"
+    if isinstance(node, ast.Attribute) and _denied_attribute(node.attr):
         return "attribute"
     if isinstance(node, ast.Name) and node.id in DENIED_NAMES:
         return "attribute"
     return None
+
+
+def _denied_attribute(name: str) -> bool:
+    return name in DENIED_ATTRIBUTES or name.lstrip("_") in MODULE_ATTRIBUTES
 
 
 def _misused_grader_names(tree: ast.AST, grader: set[str]) -> list[ast.AST]:

@@ -334,6 +334,9 @@ def setup(cfg: RunConfig, out_dir: str | Path, *, device: str | torch.device | N
     saved = _saved_run(out_dir, resume)
     if saved is not None:
         cfg = cfg.resuming(saved.config)
+        if saved.step >= cfg.optim.steps:
+            raise UserError(f"--resume: {out_dir} is at step {saved.step} already and --steps is {cfg.optim.steps}; "
+                            "nothing is left to train (pass a larger --steps)")
     where = _distributed_from_env()
     device = _start_device(device, where)
     tokenizers = (saved.src_tokenizer, saved.tgt_tokenizer) if saved is not None else None

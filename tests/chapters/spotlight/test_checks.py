@@ -76,6 +76,12 @@ def temperature_by_torch(scores, temperature):
     return torch.softmax(torch.as_tensor(scores) / temperature, dim=-1).numpy()
 
 
+def temperature_by_log_softmax(scores, temperature):
+    if not temperature > 0:
+        raise ValueError("temperature must be positive")
+    return torch.log_softmax(torch.as_tensor(scores) / temperature, dim=-1).exp().numpy()
+
+
 def masked_by_attention_weights(scores, mask=None):
     eye = torch.eye(scores.shape[-1], dtype=scores.dtype)
     return attention.attention_weights(scores.unsqueeze(-2) @ eye, eye, mask, scale=1.0).squeeze(-2)
@@ -85,6 +91,7 @@ def masked_by_attention_weights(scores, mask=None):
     *((name, fn, f"{fn.__module__}.{fn.__name__}") for name, fn in REFERENCES.items()),
     ("attention_entropy", entropy_by_torch_library, "torch.special.entr"),
     ("temperature_softmax", temperature_by_torch, "torch.softmax"),
+    ("temperature_softmax", temperature_by_log_softmax, "torch.log_softmax"),  # exp(log_softmax) is a softmax
     ("masked_softmax", masked_by_attention_weights, "xattn_edu.nn.attention.attention_weights"),
 ])
 def test_calling_a_reference_fails_every_cell_of_the_exercise(name, fn, forbidden):

@@ -45,6 +45,7 @@ from xattn_edu.chapters.support.exercise import (
     expect_raise,
     expect_value,
 )
+from xattn_edu.chapters.support.guard import LIBRARY_LOG_SOFTMAX, importable
 
 OVERFLOW_HINT = (
     "np.exp overflows above about 709 (and every exp underflows to 0 below about -745): subtract the "
@@ -55,6 +56,9 @@ AXIS_HINT = "Use the `axis` argument in np.max and np.sum, with keepdims=True."
 KEYS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [-1.0, 0.0, -2.0]])
 SHELF_KEYS = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.7, 0.7]])
 SHELF_VALUES = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]])
+
+# The guard forbids every library softmax already; exp(log_softmax) is one too, in the softmax and lookup exercises.
+LOG_SOFTMAX = importable(*LIBRARY_LOG_SOFTMAX)
 
 
 # ----------------------------------------------------------------------------- relevance_scores
@@ -121,7 +125,8 @@ def _judge_softmax(case: Case, got: Any, expected: np.ndarray) -> None:
 
 SOFTMAX = Exercise(
     grade_id="softmax_tests", title="Exercise 2 (shapes and axis)", name="stable_softmax",
-    reference=ref.softmax, judge=_judge_softmax, passed="shapes, the axis, and rows that sum to 1 are right",
+    reference=ref.softmax, judge=_judge_softmax, forbid=LOG_SOFTMAX,
+    passed="shapes, the axis, and rows that sum to 1 are right",
     visible=lambda: [_softmax(np.array([1.0, 2.0, 3.0])),
                      _softmax(2 * np.random.default_rng(2).standard_normal((3, 4))),
                      _softmax(2 * np.random.default_rng(2).standard_normal((3, 4)), 0)],
@@ -133,7 +138,7 @@ SOFTMAX = Exercise(
 )
 SOFTMAX_STABILITY = Exercise(
     grade_id="softmax_stability_tests", title="Exercise 2 (large scores and -inf)", name="stable_softmax",
-    reference=ref.softmax, judge=_judge_softmax,
+    reference=ref.softmax, judge=_judge_softmax, forbid=LOG_SOFTMAX,
     passed="scores near 1000, rows on different scales and -inf entries all work",
     visible=lambda: [_softmax(np.array([1000.0, 1001.0, 1002.0]), hint=OVERFLOW_HINT),
                      _softmax(np.array([0.0, -np.inf, 1.0])),
@@ -205,7 +210,8 @@ def _judge_lookup(case: Case, got: Any, expected: tuple[np.ndarray, np.ndarray])
 
 SOFT_LOOKUP = Exercise(
     grade_id="soft_lookup_tests", title="Exercise 4 (one query)", name="soft_lookup",
-    reference=ref.soft_lookup, judge=_judge_lookup, passed="one query gets the right weights and output",
+    reference=ref.soft_lookup, judge=_judge_lookup, forbid=LOG_SOFTMAX,
+    passed="one query gets the right weights and output",
     visible=lambda: [_lookup(np.array([2.0, 0.5]), SHELF_KEYS, SHELF_VALUES),
                      _lookup(*_normal(np.random.default_rng(3), (4,), (6, 4), (6, 3)))],
     hidden=lambda rng: [_lookup(*_normal(rng, (3,), (1, 3), (1, 2))),
@@ -214,7 +220,8 @@ SOFT_LOOKUP = Exercise(
 )
 SOFT_LOOKUP_BATCH = Exercise(
     grade_id="soft_lookup_batch_tests", title="Exercise 4 (a batch of queries)", name="soft_lookup",
-    reference=ref.soft_lookup, judge=_judge_lookup, passed="a batch of queries gets one row of weights per query",
+    reference=ref.soft_lookup, judge=_judge_lookup, forbid=LOG_SOFTMAX,
+    passed="a batch of queries gets one row of weights per query",
     visible=lambda: [_lookup(np.array([[2.0, 0.5], [0.0, -1.0], [0.0, 0.0]]), SHELF_KEYS, SHELF_VALUES),
                      _lookup(*_normal(np.random.default_rng(4), (5, 4), (6, 4), (6, 3)))],
     hidden=lambda rng: [_lookup(*_normal(rng, (4, 3), (4, 3), (4, 2))),  # Tq == n: a wrong axis keeps every shape
