@@ -45,6 +45,8 @@ def test_no_solution_notebook_is_flagged(chapter):
     ("getattr(random._os, 'sys')", "attribute"),
     ("getattr(_s, 'setprofile')(None)", "attribute"),  # a constant-string getattr is that attribute
     ("hasattr(frame, 'f_back')", "attribute"),
+    ("import operator\n_sys = operator.attrgetter('sys')(torch)", "names an internal"),
+    ("name = '_'.join(['xattn', 'edu']) or 'xattn_edu.chapters.support.exercise'", "names an internal"),
     ("%env XATTN_GRADE_SEED", "magic"),
     ("!cat /etc/passwd", "magic"),
     ("def f(:\n    pass", "syntax"),
@@ -74,6 +76,7 @@ def test_the_grading_module_is_off_limits_but_for_calling_its_check(code):
     "scores = q @ k.T / math.sqrt(d)\nweights = scores.softmax(-1)",
     "layers = list(model.modules())\ncount = sum(p.numel() for p in model.parameters())",
     "path = run.os_path if hasattr(run, 'os_path') else None",
+    'print("the os module is not needed here")\nout = np.einsum("ij,jk->ik", a, b)',
     "items = []\nitems.append(1)\nresults = {}\nresults.update(a=1)",
     "rows = []\nrows.append(reference.soft_lookup(q, k, v))\nrows.extend(experiment.measure(trials=5))",
     "weights = reference.soft_lookup(q, k, v)[1]\nweights.sort()",

@@ -3,14 +3,14 @@
 Honest exercise code needs numpy, torch, its own functions and, in demo cells, the course's functions. Code
 that reaches for the grader's machinery needs something else: the interpreter's internals (``sys``, ``gc``,
 frames, ``builtins``, the import system, also when reached as another module's attribute such as
-``torch.sys``), dynamic code (``eval``, ``exec``, ``getattr`` with a computed name; ``getattr`` with a
-constant name counts as that attribute), IPython's internals, files on disk, importing the course package
-itself, changing the course's objects that the setup cell imported (``grading.check = ...``,
-``grading.EXERCISES.by_id.update(...)``), or doing anything with the grading module but calling its
-``check`` again: ``g = grading``, ``type(grading)``, ``grading.EXERCISES[...]`` are all flagged, so no alias
-can smuggle the grading machinery past the other rules. The scan parses every cell the student controls
-(solution cells and cells they added; locked cells are the course's and are restored by nbgrader) and lists
-each such use as a :class:`Flag`.
+``torch.sys``, or named in a string such as ``attrgetter("sys")``), dynamic code (``eval``, ``exec``,
+``getattr`` with a computed name; ``getattr`` with a constant name counts as that attribute), IPython's
+internals, files on disk, importing the course package itself, changing the course's objects that the setup
+cell imported (``grading.check = ...``, ``grading.EXERCISES.by_id.update(...)``), or doing anything with the
+grading module but calling its ``check`` again: ``g = grading``, ``type(grading)``,
+``grading.EXERCISES[...]`` are all flagged, so no alias can smuggle the grading machinery past the other
+rules. The scan parses every cell the student controls (solution cells and cells they added; locked cells
+are the course's and are restored by nbgrader) and lists each such use as a :class:`Flag`.
 
 A flag in a cell concerns the graded test cells *after* it: code cannot change a cell that has already run
 (nor its record: the autograde step refuses display updates that would, :mod:`xattn_edu.grader.autograde`).
@@ -67,7 +67,7 @@ class Flag:
     cell: int  # index of the notebook cell
     line: int  # line in that cell (1-based)
     rule: str  # "import", "call", "attribute", "dynamic getattr", "changes the course's code",
-    # "uses the grader's checks", "magic", "syntax"
+    # "names an internal", "uses the grader's checks", "magic", "syntax"
     code: str  # the offending source line, stripped, at most 200 characters
 
     def to_dict(self) -> dict:
@@ -166,7 +166,13 @@ def _rule(node: ast.AST, course: set[str]) -> str | None:
         return "attribute"
     if isinstance(node, ast.Name) and node.id in DENIED_NAMES:
         return "attribute"
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value):
+        if any(_denied_attribute(part) for part in node.value.split(".")):  # attrgetter("sys"), import_module(...)
+            return "names an internal"
     return None
+
+
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 def _denied_attribute(name: str) -> bool:
