@@ -90,4 +90,5 @@ def test_the_catalogue_covers_each_kind_of_attack():
     attacks = {case.student for case in ATTACKS}
     assert {"kind1_checks_switched_off", "kind2_guard_switched_off", "registry_patched", "record_forged", "settrace",
             "display_hooks", "sys_modules", "gc_walk", "frame_tricks", "answer_file", "result_of_patched",
-            "guard_off_by_getattr", "record_rewritten_after_the_fact", "library_log_softmax"} <= attacks
+            "guard_off_by_getattr", "record_rewritten_after_the_fact", "library_log_softmax", "thread_pool",
+            "lazy_array", "reduce_getattr"} <= attacks

@@ -384,6 +384,48 @@ if _SEED in os.environ:
                                "results": _results}}, raw=True, display_id="rec-" + _ex.grade_id, update=True)
 """
 
+THREAD_POOL = """
+# A worker thread started before the guard is installed runs without its profiler.
+from concurrent.futures import ThreadPoolExecutor
+
+_pool = ThreadPoolExecutor(max_workers=1)
+_pool.submit(int).result()
+
+def stable_softmax(scores, axis=-1):
+    return _pool.submit(reference.softmax, scores, axis).result()
+"""
+LAZY_ARRAY = """
+# An array that holds zeros while the guard watches and fills itself in from the reference later,
+# when the grader's own code reads it.
+class _Later(np.ndarray):
+    def __array_finalize__(self, obj):
+        self._todo = getattr(obj, "_todo", None)
+        self._armed = obj is not None and getattr(obj, "_todo", None) is not None
+
+    @property
+    def dtype(self):
+        todo = self._todo if getattr(self, "_armed", False) else None
+        if todo is not None:
+            self._todo = None
+            np.copyto(self.view(np.ndarray), todo[0](*todo[1]))
+        return self.view(np.ndarray).dtype
+
+def stable_softmax(scores, axis=-1):
+    out = np.zeros(scores.shape).view(_Later)
+    out._todo = (reference.softmax, (scores, axis))
+    return out
+"""
+REDUCE_GETATTR = """
+# getattr passed as a value, the names built at run time: reach sys.setprofile unseen, switch the guard off.
+import functools
+
+_off = functools.reduce(getattr, ["s" + "ys", "set" + "profile"], torch)
+
+def stable_softmax(scores, axis=-1):
+    _off(None)
+    return reference.softmax(scores, axis)
+"""
+
 
 def _forged_after_the_fact(place: Place) -> bytes:
     notebook = _append_to_cell(_solution(), "relevance_solution", RECORD_PLACEHOLDER)
@@ -515,6 +557,10 @@ ATTACKS = [
     Case("record_rewritten_after_the_fact", _forged_after_the_fact, lost=EVERYTHING),
     Case("library_log_softmax", _attack("softmax_solution", LIBRARY_LOG_SOFTMAX, naive=False),
          lost=SOFTMAX | SOFT_LOOKUP, reason="log_softmax"),
+    # found by a second such tester, after those fixes (stop 23)
+    Case("thread_pool", _attack("softmax_solution", THREAD_POOL, naive=False), lost=AFTER_SOFTMAX),
+    Case("lazy_array", _attack("softmax_solution", LAZY_ARRAY, naive=False), lost=SOFTMAX | SOFT_LOOKUP),
+    Case("reduce_getattr", _attack("softmax_solution", REDUCE_GETATTR, naive=False), lost=AFTER_SOFTMAX),
 ]
 
 

@@ -34,7 +34,7 @@ DENIED_MODULES = frozenset({
     "pickle", "runpy", "pkgutil", "site", "sysconfig", "threading", "_thread", "multiprocessing", "subprocess",
     "signal", "atexit", "faulthandler", "tracemalloc", "weakref", "os", "posix", "shutil", "pathlib", "io",
     "tempfile", "socket", "IPython", "ipykernel", "traitlets", "zmq", "jupyter_client", "nbformat", "nbclient",
-    "nbconvert", "nbgrader", "unittest", "pytest", "xattn_edu",
+    "nbconvert", "nbgrader", "unittest", "pytest", "xattn_edu", "concurrent", "asyncio",
 })  # fmt: skip
 """Modules exercise code never needs: importing one (or a submodule) is flagged."""
 DENIED_CALLS = frozenset({
@@ -52,11 +52,13 @@ DENIED_ATTRIBUTES = frozenset({
 """Attributes that lead to the interpreter's internals: reading or writing one is flagged."""
 MODULE_ATTRIBUTES = frozenset({
     "sys", "os", "gc", "builtins", "importlib", "inspect", "ctypes", "posix", "subprocess", "threading", "marshal",
-    "runpy", "pkgutil", "IPython", "ipykernel", "nbgrader", "xattn_edu",
+    "runpy", "pkgutil", "IPython", "ipykernel", "nbgrader", "xattn_edu", "multiprocessing", "concurrent", "asyncio",
 })  # fmt: skip
 """Modules that other modules hold as attributes (``torch.sys``, ``random._os``): reaching one through an
 attribute, with or without leading underscores, is flagged like importing it."""
 DENIED_NAMES = frozenset({"__builtins__", "__import__", "__loader__", "__spec__"})
+REFLECTION = frozenset({"getattr", "hasattr", "setattr", "delattr"})
+"""Built-ins whose use as a value (``functools.reduce(getattr, names, obj)``) hides which attribute they reach."""
 """Bare names that lead to the interpreter's internals."""
 
 
@@ -179,6 +181,13 @@ def _denied_attribute(name: str) -> bool:
     return name in DENIED_ATTRIBUTES or name.lstrip("_") in MODULE_ATTRIBUTES
 
 
+def _reflection_as_values(tree: ast.AST) -> list[ast.AST]:
+    """``getattr`` and its kin named anywhere but as the function of a call (passed, stored, aliased)."""
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in REFLECTION and
+            id(node) not in called]
+
+
 def _misused_grader_names(tree: ast.AST, grader: set[str]) -> list[ast.AST]:
     """Every use of a grading-module name other than calling its ``check`` or ``record``."""
     allowed = set()
@@ -205,6 +214,7 @@ def scan_cell(index: int, source: str, course: set[str], grader: frozenset[str] 
         return [*flags, Flag(index, error.lineno or 1, "syntax", "the cell is not valid Python")]
     found = [(node, _rule(node, course)) for node in ast.walk(tree)]
     found += [(node, "uses the grader's checks") for node in _misused_grader_names(tree, grader)]
+    found += [(node, "dynamic getattr") for node in _reflection_as_values(tree)]
     for node, rule in found:
         if rule is not None:
             line = getattr(node, "lineno", 1)

@@ -83,6 +83,18 @@ def test_swallowing_the_error_does_not_help():
         run_guarded(swallow, SCORES)
 
 
+def test_switching_the_guard_off_inside_the_graded_call_fails_the_call():
+    off = sys.setprofile
+
+    def sneaky(scores):
+        off(None)
+        return lookup.softmax(scores)
+
+    with pytest.raises(ReferenceCallError, match="switched off the course's check"):
+        run_guarded(sneaky, SCORES)
+    assert sys.getprofile() is None  # the guard still removes itself
+
+
 @pytest.mark.parametrize(
     "library_call, name",
     [

@@ -52,3 +52,25 @@ def test_a_deep_nesting_is_cut_instead_of_recursing_forever():
 def test_decoding_refuses_what_encode_cannot_have_written(bad):
     with pytest.raises((ValueError, TypeError)):
         decode(bad)
+
+
+class _FillsInLater(np.ndarray):
+    """An array that writes its values only when its dtype is read again (what a deferred attack does)."""
+
+    @property
+    def dtype(self):
+        view = self.view(np.ndarray)
+        view[...] = 7.0
+        return view.dtype
+
+
+def test_plain_values_are_built_in_types_fixed_at_conversion():
+    lazy = np.zeros(3).view(_FillsInLater)
+    converted = plain([lazy, True, 3, 2.5, "x"])
+    assert type(converted[0]) is np.ndarray and np.array_equal(converted[0], np.zeros(3))
+    assert [type(v) for v in converted[1:]] == [bool, int, float, str]
+
+    class Loud(float):
+        pass
+
+    assert type(plain(Loud(1.5))) is float

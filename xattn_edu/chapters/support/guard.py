@@ -223,6 +223,7 @@ class forbid_reference:  # noqa: N801 - used like a function: ``with forbid_refe
         for target in allow:
             self._forbidden.allow(target)
         self._previous: tuple[Any, Any] | None = None
+        self._installed: Any = None
 
     def message(self, name: str) -> str:
         return (
@@ -244,14 +245,19 @@ class forbid_reference:  # noqa: N801 - used like a function: ``with forbid_refe
     def __enter__(self) -> forbid_reference:
         self.hits.clear()
         self._previous = (_GET_PROFILE(), _THREADS_GET_PROFILE())
-        _THREADS_SET_PROFILE(self._hook)
-        _SET_PROFILE(self._hook)
+        self._installed = self._hook  # one bound method, so that it can be recognised on exit
+        _THREADS_SET_PROFILE(self._installed)
+        _SET_PROFILE(self._installed)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        switched_off = _GET_PROFILE() is not self._installed or _THREADS_GET_PROFILE() is not self._installed
         _SET_PROFILE(self._previous[0])
         _THREADS_SET_PROFILE(self._previous[1])
         if self.hits:
             raise ReferenceCallError(self.message(self.hits[0])) from None
+        if switched_off:
+            raise ReferenceCallError(f"{self.student} switched off the course's check for reference calls; "
+                                     "write the function from basic operations instead.") from None
         return False
 

@@ -53,12 +53,17 @@ def plain(result: Any, depth: int = 0) -> Any:
     """``result`` as plain values (see the module docstring); nesting deeper than 8 levels is Opaque."""
     if depth > 8:
         return Opaque(type(result).__name__)
-    if result is None or isinstance(result, bool | int | float | str | Raised | Opaque):
+    # Built-in types only: a subclass could compute its value later, outside the reference guard.
+    if result is None or isinstance(result, Raised | Opaque):
         return result
+    for kind in (bool, int, float, str):
+        if isinstance(result, kind):
+            return kind(result)
     if isinstance(result, np.generic):
         return result.item()
     if isinstance(result, np.ndarray):
-        return result.copy() if result.dtype != object else Opaque("object array")
+        array = np.array(result, copy=True, subok=False)  # the buffer as it is now, as a plain ndarray
+        return array if array.dtype != object else Opaque("object array")
     if type(result).__module__ == "torch" and type(result).__name__ in ("Tensor", "Parameter"):
         return _tensor_to_numpy(result)
     if isinstance(result, tuple | list):
