@@ -53,11 +53,11 @@ def plain(result: Any, depth: int = 0) -> Any:
     """``result`` as plain values (see the module docstring); nesting deeper than 8 levels is Opaque."""
     if depth > 8:
         return Opaque(type(result).__name__)
-    # Built-in types only: a subclass could compute its value later, outside the reference guard.
-    if result is None or isinstance(result, Raised | Opaque):
+    # Exact types only: a subclass could compute its value later, outside the reference guard.
+    if result is None or type(result) in (bool, int, float, str, np.float64) or isinstance(result, Raised | Opaque):
         return result
     for kind in (bool, int, float, str):
-        if isinstance(result, kind):
+        if isinstance(result, kind):  # a subclass: its value now, as the built-in type
             return kind(result)
     if isinstance(result, np.generic):
         return result.item()
