@@ -90,7 +90,13 @@ def _formgrader(page, server: LabServer):
     page.wait_for_function(_HAS_FORMGRADER_JS, timeout=120_000)
     page.evaluate("() => window.jupyterapp.commands.execute('nbgrader:open-formgrader')")
     page.wait_for_selector("iframe", timeout=60_000)
-    frame = next(frame for frame in page.frames if "/formgrader" in frame.url)
+    deadline = time.monotonic() + 60
+    while True:  # the iframe can exist a moment before it has navigated to the Formgrader
+        frame = next((frame for frame in page.frames if "/formgrader" in frame.url), None)
+        if frame is not None:
+            break
+        assert time.monotonic() < deadline, f"no Formgrader frame after 60 s: {[f.url for f in page.frames]}"
+        page.wait_for_timeout(200)
     frame.locator("#main-table tr td.name").first.wait_for(timeout=120_000)
     return frame
 
