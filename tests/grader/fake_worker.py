@@ -1,10 +1,10 @@
 """A stand-in grading worker for the pool's tests: the worker protocol without nbgrader.
 
-``python fake_worker.py FD MEMORY PROCESSES`` (the arguments of a real worker). It waits
+``python fake_worker.py FD`` (the socket a real worker gets). It waits
 ``$FAKE_WORKER_START`` seconds before saying it is ready and appends ``launched`` and ``ready`` lines
 (wall time, pid) to ``$FAKE_WORKER_LOG``. A job ``b"crash"`` makes it exit at once; any other job is
-answered after ``$FAKE_WORKER_JOB`` seconds with an error outcome naming the job. ``None`` is ignored,
-as by a worker that is slow to exit.
+answered after ``$FAKE_WORKER_JOB`` seconds with an error outcome naming the job. It never exits on its
+own, like a worker whose orderly exit would take seconds.
 """
 
 import os
@@ -28,6 +28,5 @@ while True:
     job = connection.recv()
     if job == b"crash":
         os._exit(1)
-    if job is not None:
-        time.sleep(float(os.environ.get("FAKE_WORKER_JOB", "0")))
-        connection.send({"status": "error", "reason": job.decode()})
+    time.sleep(float(os.environ.get("FAKE_WORKER_JOB", "0")))
+    connection.send({"status": "error", "reason": job.decode()})

@@ -178,7 +178,8 @@ class VerifyResults(NbGraderPreprocessor):
             answer = shared_verifier().judge(chapter, seed, {gid: _records(cell) for gid, cell in graded.items()})
         found = scan_notebook(nb.cells, self._locked_ids(resources, nb))
         flags = concerned_cells(nb.cells, found)
-        last = max((i for i, cell in enumerate(nb.cells) if any(cell is g for g in graded.values())), default=None)
+        position = {id(cell): index for index, cell in enumerate(nb.cells)}
+        last = max((position[id(cell)] for cell in graded.values()), default=None)
         trailing = [flag for flag in found if last is not None and flag.cell > last]
         if trailing:  # they cannot change a verdict, so they cost nothing, but the instructor sees them
             nb.cells[last].outputs.append(_flag_output(trailing, "after the last test cell"))

@@ -57,9 +57,9 @@ MODULE_ATTRIBUTES = frozenset({
 """Modules that other modules hold as attributes (``torch.sys``, ``random._os``): reaching one through an
 attribute, with or without leading underscores, is flagged like importing it."""
 DENIED_NAMES = frozenset({"__builtins__", "__import__", "__loader__", "__spec__"})
+"""Bare names that lead to the interpreter's internals."""
 REFLECTION = frozenset({"getattr", "hasattr", "setattr", "delattr"})
 """Built-ins whose use as a value (``functools.reduce(getattr, names, obj)``) hides which attribute they reach."""
-"""Bare names that lead to the interpreter's internals."""
 
 
 @dataclass(frozen=True)

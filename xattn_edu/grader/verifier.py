@@ -34,8 +34,9 @@ class Verifier:
     def __init__(self, server: str | None = None) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
-        self._stderr = tempfile.TemporaryFile(mode="w+")  # read back if a process of ours dies
+        self._stderr = None
         if server is None:
+            self._stderr = tempfile.TemporaryFile(mode="w+")  # read back if the process dies
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "xattn_edu.chapters.support.verify"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
@@ -98,12 +99,12 @@ class Verifier:
         except OSError:
             pass
         self._answers.close()
-        if self._process is not None and self._process.poll() is None:
+        if self._process is not None:
             try:
                 self._process.wait(5)
             except subprocess.TimeoutExpired:
                 self._process.kill()
-        self._stderr.close()
+            self._stderr.close()
         self.ended = True
 
 

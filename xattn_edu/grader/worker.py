@@ -3,8 +3,9 @@
 :mod:`xattn_edu.grader.pool` starts a few of these (``python -m xattn_edu.grader.worker``, see
 :func:`command`) and talks to each over a private socket. The parent first sends a
 :class:`GradingSetup` (the chapter's master, read once by the parent, so no worker parses chapter
-sources), then one notebook file's bytes per job, and ``None`` to stop; the worker answers each job
-with a plain dict (:func:`grade_bytes`). The worker never writes the class results; only the parent does.
+sources), then one notebook file's bytes per job; the worker answers each job with a plain dict
+(:func:`grade_bytes`) until the socket closes (the parent kills its workers when the class is done).
+The worker never writes the class results; only the parent does.
 
 The parent starts it in a new session (no terminal; Ctrl-C in the grader's terminal does not reach
 it) with stdin, stdout and stderr on ``/dev/null``: kernels inherit those, so a notebook that writes
@@ -61,7 +62,7 @@ def grade_bytes(content: bytes, setup: GradingSetup) -> dict:
 
 
 def serve(connection: Connection, memory_mb: int | None, max_processes: int | None) -> None:
-    """Worker main loop: the setup, then jobs on ``connection`` until it closes (or the parent sends None)."""
+    """Worker main loop: the setup, then jobs on ``connection`` until it closes."""
     from xattn_edu.common.process import die_with_parent
     from xattn_edu.grader.sandbox import limit_this_process
 
@@ -82,8 +83,6 @@ def serve(connection: Connection, memory_mb: int | None, max_processes: int | No
             try:
                 content = connection.recv()
             except EOFError:
-                return
-            if content is None:
                 return
             connection.send(grade_bytes(content, setup))
 

@@ -53,7 +53,8 @@ def plain(result: Any, depth: int = 0) -> Any:
     """``result`` as plain values (see the module docstring); nesting deeper than 8 levels is Opaque."""
     if depth > 8:
         return Opaque(type(result).__name__)
-    # Exact types only: a subclass could compute its value later, outside the reference guard.
+    # Exact types only: a subclass could compute its value later, outside the reference guard (numpy's
+    # float64, a float subclass with a fixed value, stays as it is: judges read its shape).
     if result is None or type(result) in (bool, int, float, str, np.float64) or isinstance(result, Raised | Opaque):
         return result
     for kind in (bool, int, float, str):
